@@ -1,0 +1,41 @@
+"""The `aidtrail` command: broker, services, tokens, demo and audit, one entry point for every job."""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import typer
+
+from shared.cli.kafka_commands import kafka_app
+from shared.cli.token_commands import token
+
+SERVICES = ("pledge", "warehouse", "dispatch", "recipient", "audit")
+DEFAULT_PORTS = {"pledge": 8001, "warehouse": 8002, "dispatch": 8003, "recipient": 8004, "audit": 8005}
+
+app = typer.Typer(help="aidtrail: follow donated relief materials from pledge to signed receipt.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka", help="Run the local Apache Kafka broker (KRaft).")
+app.command("token", help="Mint a development bearer token.")(token)
+
+
+@app.command(help="Run one service with uvicorn.")
+def serve(
+    service: str = typer.Argument(..., help=f"One of: {', '.join(SERVICES)}"),
+    port: int | None = typer.Option(None, help="Port; defaults to the service's usual port."),
+    host: str = typer.Option("127.0.0.1"),
+) -> None:
+    import uvicorn
+
+    if service not in SERVICES:
+        raise typer.BadParameter(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
+    os.environ["AIDTRAIL_SERVICE"] = service
+    module = importlib.import_module(f"services.{service}.bootstrap")
+    uvicorn.run(module.create(), host=host, port=port or DEFAULT_PORTS[service], log_config=None)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""The service's event store: streams with optimistic concurrency, a per-service hash chain, and the outbox.
+
+Append writes, in the caller's ONE transaction: the events at their expected versions, the next links of the
+service's hash chain, and one outbox row per event. Either all of it commits or none of it does, so an event is
+never published that was not stored, and never stored without being queued for publication.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.domain.errors import Conflict
+from shared.events.batch_events import Payload
+from shared.events.envelope import (
+    GENESIS_HASH,
+    Envelope,
+    encode_data,
+    format_time,
+    parse_time,
+    to_headers,
+    utc_now,
+)
+from shared.events.registry import BATCH_EVENT_TYPES, parse_envelope
+from shared.store.schema import chain_head, events, outbox
+
+
+class ConcurrencyConflict(Conflict):
+    """Another writer appended to the stream first; the command is retried against the new state or refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    batch: str
+    reference: str
+
+    def for_event(self, event_type: str) -> str:
+        return self.batch if event_type in BATCH_EVENT_TYPES else self.reference
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    position: int
+    stream_id: str
+    version: int
+    envelope: Envelope
+    local: bool
+
+    def payload(self) -> Payload:
+        return parse_envelope(self.envelope)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAppend:
+    stream_id: str
+    expected_version: int
+    envelopes: Sequence[Envelope]
+
+
+def _row_to_stored(row: sa.Row[Any]) -> StoredEvent:
+    envelope = Envelope(
+        id=row.event_id,
+        type=row.event_type,
+        source=row.source,
+        subject=row.stream_id,
+        time=parse_time(row.time),
+        actor=row.actor,
+        correlation_id=row.correlation_id,
+        causation_id=row.causation_id,
+        sequence=row.sequence,
+        prev_hash=row.prev_hash,
+        data=orjson.loads(row.data),
+    )
+    return StoredEvent(row.position, row.stream_id, row.version, envelope, bool(row.local))
+
+
+def _event_row(envelope: Envelope, version: int, *, local: bool) -> dict[str, Any]:
+    return {
+        "stream_id": envelope.subject,
+        "version": version,
+        "event_id": envelope.id,
+        "event_type": envelope.type,
+        "source": envelope.source,
+        "time": format_time(envelope.time),
+        "actor": envelope.actor,
+        "correlation_id": envelope.correlation_id,
+        "causation_id": envelope.causation_id,
+        "sequence": envelope.sequence,
+        "prev_hash": envelope.prev_hash,
+        "data": orjson.dumps(envelope.data).decode(),
+        "local": local,
+    }
+
+
+class EventStore:
+    """One per service; `source` is the service name that signs its events and owns its hash chain."""
+
+    def __init__(self, source: str, topics: TopicNames):
+        self.source = source
+        self.topics = topics
+
+    async def load(self, conn: AsyncConnection, stream_id: str) -> list[StoredEvent]:
+        query = sa.select(events).where(events.c.stream_id == stream_id).order_by(events.c.version)
+        return [_row_to_stored(row) for row in await conn.execute(query)]
+
+    async def load_many(self, conn: AsyncConnection, stream_ids: Sequence[str]) -> dict[str, list[StoredEvent]]:
+        query = sa.select(events).where(events.c.stream_id.in_(list(stream_ids))).order_by(events.c.version)
+        found: dict[str, list[StoredEvent]] = {stream_id: [] for stream_id in stream_ids}
+        for row in await conn.execute(query):
+            found[row.stream_id].append(_row_to_stored(row))
+        return found
+
+    async def current_version(self, conn: AsyncConnection, stream_id: str) -> int:
+        query = sa.select(sa.func.max(events.c.version)).where(events.c.stream_id == stream_id)
+        return int((await conn.execute(query)).scalar() or 0)
+
+    async def read_all(self, conn: AsyncConnection, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        query = sa.select(events).where(events.c.position > after_position).order_by(events.c.position).limit(limit)
+        return [_row_to_stored(row) for row in await conn.execute(query)]
+
+    async def append(self, conn: AsyncConnection, appends: Sequence[StreamAppend]) -> list[Envelope]:
+        """Append to one or more streams atomically; raises ConcurrencyConflict if any expectation is stale."""
+        sequence, prev_hash = await self._lock_chain_head(conn)
+        written: list[Envelope] = []
+        for append in appends:
+            await self._check_expected_version(conn, append)
+            for offset, envelope in enumerate(append.envelopes, start=1):
+                sequence += 1
+                chained = envelope.chained(sequence, prev_hash)
+                prev_hash = chained.content_hash()
+                await self._insert_event(conn, chained, append.expected_version + offset)
+                written.append(chained)
+        await self._insert_outbox(conn, written)
+        await self._store_chain_head(conn, sequence, prev_hash)
+        return written
+
+    async def replicate(self, conn: AsyncConnection, envelope: Envelope) -> bool:
+        """Keep another service's event of a stream this service decides on; False if already known."""
+        known = await conn.execute(sa.select(events.c.position).where(events.c.event_id == envelope.id))
+        if known.first() is not None:
+            return False
+        version = await self.current_version(conn, envelope.subject) + 1
+        await conn.execute(events.insert().values(**_event_row(envelope, version, local=False)))
+        return True
+
+    async def _check_expected_version(self, conn: AsyncConnection, append: StreamAppend) -> None:
+        actual = await self.current_version(conn, append.stream_id)
+        if actual != append.expected_version:
+            raise ConcurrencyConflict(
+                f"stream {append.stream_id} is at version {actual}, not {append.expected_version}: "
+                "someone else changed it first; reload and try again"
+            )
+
+    async def _insert_event(self, conn: AsyncConnection, envelope: Envelope, version: int) -> None:
+        try:
+            await conn.execute(events.insert().values(**_event_row(envelope, version, local=True)))
+        except IntegrityError as exc:
+            raise ConcurrencyConflict(
+                f"stream {envelope.subject} already has version {version}; another writer won, reload and try again"
+            ) from exc
+
+    async def _insert_outbox(self, conn: AsyncConnection, written: list[Envelope]) -> None:
+        if not written:
+            return
+        now = format_time(utc_now())
+        rows = [
+            {
+                "event_id": envelope.id,
+                "topic": self.topics.for_event(envelope.type),
+                "key": envelope.subject,
+                "headers": orjson.dumps([[n, v.decode()] for n, v in to_headers(envelope)]).decode(),
+                "value": encode_data(envelope),
+                "created_at": now,
+            }
+            for envelope in written
+        ]
+        await conn.execute(outbox.insert(), rows)
+
+    async def _lock_chain_head(self, conn: AsyncConnection) -> tuple[int, str]:
+        """Serialises this service's appends so that its sequence is gap-free and in commit order."""
+        query = sa.select(chain_head.c.sequence, chain_head.c.hash).where(chain_head.c.source == self.source)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = (await conn.execute(query)).first()
+        if row is None:
+            await self._create_chain_head(conn)
+            return await self._lock_chain_head(conn)
+        return int(row.sequence), str(row.hash)
+
+    async def _create_chain_head(self, conn: AsyncConnection) -> None:
+        """The first append ever: insert the genesis row; a concurrent first append conflicts and retries."""
+        try:
+            async with conn.begin_nested():
+                await conn.execute(chain_head.insert().values(source=self.source, sequence=0, hash=GENESIS_HASH))
+        except IntegrityError:
+            pass
+
+    async def _store_chain_head(self, conn: AsyncConnection, sequence: int, head_hash: str) -> None:
+        await conn.execute(
+            chain_head.update().where(chain_head.c.source == self.source).values(sequence=sequence, hash=head_hash)
+        )
