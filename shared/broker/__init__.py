@@ -13,8 +13,6 @@ from shared.broker.config import (
 from shared.broker.errors import BrokerError, BrokerStartError, BrokerToolError
 from shared.broker.jars import fetch_jars, find_tool, jars_are_current, require_tool
 from shared.broker.local_kafka import (
-    BrokerStatus,
-    NodeStatus,
     StartResult,
     StopResult,
     bootstrap_servers,
@@ -24,12 +22,11 @@ from shared.broker.local_kafka import (
     start_async,
     start_node,
     start_node_async,
-    status,
-    status_async,
     stop,
     stop_node,
 )
 from shared.broker.paths import aidtrail_home, kafka_version
+from shared.broker.status import BrokerStatus, NodeStatus, status, status_async
 
 __all__ = [
     "CLUSTER_CLIENT_PORT",

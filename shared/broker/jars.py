@@ -15,10 +15,8 @@ from shared.broker.errors import BrokerToolError
 from shared.broker.paths import deploy_dir, kafka_version, lib_dir, pom_path
 
 _INSTALL_HINTS = {
-    "java": "a Java 17+ runtime (Debian/Ubuntu: `apt-get install openjdk-17-jre-headless`), "
-    "or set JAVA_HOME",
-    "mvn": "Apache Maven 3.6+ (Debian/Ubuntu: `apt-get install maven`); it fetches the Kafka jars "
-    "from Maven Central",
+    "java": "a Java 17+ runtime (Debian/Ubuntu: `apt-get install openjdk-17-jre-headless`), or set JAVA_HOME",
+    "mvn": "Apache Maven 3.6+ (Debian/Ubuntu: `apt-get install maven`); it fetches the Kafka jars from Maven Central",
 }
 _STAMP_NAME = ".aidtrail-stamp"
 _MVN_TIMEOUT_S = 900.0
@@ -41,8 +39,7 @@ def require_tool(name: str) -> str:
     if found is None:
         hint = _INSTALL_HINTS.get(name, f"`{name}`")
         raise BrokerToolError(
-            f"`{name}` was not found on PATH; the local Kafka broker needs {hint}. "
-            "Install it and re-run."
+            f"`{name}` was not found on PATH; the local Kafka broker needs {hint}. Install it and re-run."
         )
     return found
 
@@ -83,9 +80,7 @@ def fetch_jars(force: bool = False) -> Path:
 def _run_maven(mvn: str) -> None:
     command = [mvn, "-B", "-q", "-f", str(pom_path()), "dependency:copy-dependencies"]
     try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=_MVN_TIMEOUT_S, check=False
-        )
+        done = subprocess.run(command, capture_output=True, text=True, timeout=_MVN_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as exc:
         raise BrokerToolError(f"`{' '.join(command)}` did not finish in {_MVN_TIMEOUT_S:.0f} s") from exc
     if done.returncode != 0:

@@ -12,16 +12,10 @@ processes, so they outlive the command or test session that started them.
 from __future__ import annotations
 
 import asyncio
-import base64
-import concurrent.futures
 import signal
-import subprocess
 import time
-import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
 
 from shared.broker import process
 from shared.broker.config import (
@@ -35,47 +29,12 @@ from shared.broker.config import (
 )
 from shared.broker.errors import BrokerError, BrokerStartError
 from shared.broker.jars import fetch_jars, require_tool
-from shared.broker.paths import kafka_version
-from shared.broker.probe import describe
+from shared.broker.status import BrokerStatus, layout_status, run_sync, sees_all
+from shared.broker.storage import cluster_id, format_storage
 
 DEFAULT_START_TIMEOUT_S = 60.0
 DEFAULT_STOP_TIMEOUT_S = 30.0
-_FORMAT_TIMEOUT_S = 120.0
 _POLL_S = 0.25
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class NodeStatus:
-    node_id: int
-    pid: int | None
-    bootstrap: str
-    controller: str
-    data_dir: Path
-    answering: bool
-
-    @property
-    def running(self) -> bool:
-        return self.pid is not None
-
-
-@dataclass(frozen=True)
-class BrokerStatus:
-    layout: str
-    bootstrap: str
-    kafka_version: str
-    nodes: tuple[NodeStatus, ...]
-
-    @property
-    def running(self) -> bool:
-        """All nodes have a live process."""
-        return all(node.running for node in self.nodes)
-
-    @property
-    def answering(self) -> bool:
-        """All nodes answer metadata requests and see each other as live brokers."""
-        return all(node.answering for node in self.nodes)
 
 
 @dataclass(frozen=True)
@@ -98,40 +57,6 @@ class StopResult:
     elapsed_s: float
 
 
-# ---------------------------------------------------------------- status
-
-
-async def status_async(cluster: bool = False) -> BrokerStatus:
-    """Status of the layout last started (single node unless ``cluster``)."""
-    return await _status(saved_layout(cluster))
-
-
-def status(cluster: bool = False) -> BrokerStatus:
-    return _run_sync(status_async(cluster))
-
-
-async def _status(layout: Layout) -> BrokerStatus:
-    expected = frozenset(node.node_id for node in layout.nodes)
-    pids = [process.running_pid(node) for node in layout.nodes]
-    views = await asyncio.gather(
-        *(_answering(node, expected) if pid else _false() for node, pid in zip(layout.nodes, pids, strict=True))
-    )
-    nodes = tuple(
-        NodeStatus(n.node_id, pid, n.bootstrap, n.controller_address, n.data_dir, ok)
-        for n, pid, ok in zip(layout.nodes, pids, views, strict=True)
-    )
-    return BrokerStatus(layout.name, layout.bootstrap, kafka_version(), nodes)
-
-
-async def _answering(node: NodeSpec, expected: frozenset[int]) -> bool:
-    view = await describe(node.bootstrap)
-    return view is not None and expected <= view.broker_ids
-
-
-async def _false() -> bool:
-    return False
-
-
 # ---------------------------------------------------------------- start
 
 
@@ -148,12 +73,12 @@ async def start_async(
     """
     began = time.monotonic()
     layout = _layout_for(cluster_size, client_port, controller_port)
-    current = await _status(layout)
+    current = await layout_status(layout)
     if current.running and current.answering:
         return StartResult(current, True, (), (), time.monotonic() - began)
-    started, formatted = _launch(layout, [node.node_id for node in layout.nodes], timeout)
+    started, formatted = _launch(layout, [node.node_id for node in layout.nodes])
     await _wait_ready(layout, layout.nodes, began + timeout)
-    final = await _status(layout)
+    final = await layout_status(layout)
     return StartResult(final, not started, started, formatted, time.monotonic() - began)
 
 
@@ -163,7 +88,7 @@ def start(
     client_port: int | None = None,
     controller_port: int | None = None,
 ) -> StartResult:
-    return _run_sync(start_async(cluster_size, timeout, client_port, controller_port))
+    return run_sync(start_async(cluster_size, timeout, client_port, controller_port))
 
 
 async def start_node_async(node_id: int, timeout: float = DEFAULT_START_TIMEOUT_S) -> StartResult:
@@ -171,14 +96,14 @@ async def start_node_async(node_id: int, timeout: float = DEFAULT_START_TIMEOUT_
     began = time.monotonic()
     layout = saved_layout(cluster=True)
     node = layout.node(node_id)
-    started, formatted = _launch(layout, [node_id], timeout)
+    started, formatted = _launch(layout, [node_id])
     await _wait_ready(layout, (node,), began + timeout)
-    final = await _status(layout)
+    final = await layout_status(layout)
     return StartResult(final, not started, started, formatted, time.monotonic() - began)
 
 
 def start_node(node_id: int, timeout: float = DEFAULT_START_TIMEOUT_S) -> StartResult:
-    return _run_sync(start_node_async(node_id, timeout))
+    return run_sync(start_node_async(node_id, timeout))
 
 
 def _layout_for(cluster_size: int, client_port: int | None, controller_port: int | None) -> Layout:
@@ -196,7 +121,7 @@ def _layout_for(cluster_size: int, client_port: int | None, controller_port: int
     return layout
 
 
-def _launch(layout: Layout, node_ids: Sequence[int], timeout: float) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def _launch(layout: Layout, node_ids: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Under the layout lock: write configs, format new storage, spawn nodes that are not running."""
     java = require_tool("java")
     fetch_jars()
@@ -204,7 +129,7 @@ def _launch(layout: Layout, node_ids: Sequence[int], timeout: float) -> tuple[tu
     formatted: list[int] = []
     with process.locked(layout.lock_path):
         save_layout(layout)
-        cluster_id = _cluster_id(layout)
+        cid = cluster_id(layout)
         for node_id in node_ids:
             node = layout.node(node_id)
             if process.running_pid(node) is not None:
@@ -212,70 +137,19 @@ def _launch(layout: Layout, node_ids: Sequence[int], timeout: float) -> tuple[tu
             node.data_dir.mkdir(parents=True, exist_ok=True)
             node.properties_path.write_text(render_properties(layout, node), encoding="utf-8")
             if not node.formatted:
-                _format(java, node, cluster_id, timeout)
+                format_storage(java, node, cid)
                 formatted.append(node_id)
             process.spawn_broker(java, node)
             started.append(node_id)
     return tuple(started), tuple(formatted)
 
 
-def _cluster_id(layout: Layout) -> str:
-    """One id per layout, kept on disk; recovered from formatted storage if the id file was lost."""
-    path = layout.cluster_id_path
-    if path.is_file():
-        return path.read_text(encoding="utf-8").strip()
-    cluster_id = next((cid for n in layout.nodes if (cid := _formatted_cluster_id(n))), None)
-    cluster_id = cluster_id or _random_kafka_uuid()
-    layout.root.mkdir(parents=True, exist_ok=True)
-    path.write_text(cluster_id + "\n", encoding="utf-8")
-    return cluster_id
-
-
-def _formatted_cluster_id(node: NodeSpec) -> str | None:
-    meta = node.log_dir / "meta.properties"
-    if not meta.is_file():
-        return None
-    for line in meta.read_text(encoding="utf-8").splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "cluster.id":
-            return value.strip()
-    return None
-
-
-def _random_kafka_uuid() -> str:
-    """Kafka's Uuid text form (url-safe base64, no padding); avoids a JVM start just for an id."""
-    while True:
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not text.startswith("-"):  # Kafka avoids these too: they read as CLI flags
-            return text
-
-
-def _format(java: str, node: NodeSpec, cluster_id: str, timeout: float) -> None:
-    node.logs_dir.mkdir(parents=True, exist_ok=True)
-    command = process.java_command(
-        java, node, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(node.properties_path)
-    )
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=max(timeout, _FORMAT_TIMEOUT_S), check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise BrokerStartError(f"formatting storage of node {node.node_id} timed out") from exc
-    if done.returncode != 0:
-        output = "\n".join((done.stdout + done.stderr).strip().splitlines()[-30:])
-        raise BrokerStartError(
-            f"formatting storage of node {node.node_id} in {node.log_dir} failed (exit {done.returncode}):\n"
-            f"{output}"
-        )
-
-
 async def _wait_ready(layout: Layout, nodes: Sequence[NodeSpec], deadline: float) -> None:
     """Poll until each node answers and sees every layout node as a live broker."""
-    expected = frozenset(node.node_id for node in layout.nodes)
     while True:
         for node in nodes:
             _raise_if_dead(node)
-        answers = await asyncio.gather(*(_answering(node, expected) for node in nodes))
+        answers = await asyncio.gather(*(sees_all(layout, node) for node in nodes))
         if all(answers):
             return
         if time.monotonic() >= deadline:
@@ -352,18 +226,3 @@ def _kill(node: NodeSpec, sig: int) -> int | None:
 
 def bootstrap_servers(cluster: bool = False) -> str:
     return saved_layout(cluster).bootstrap
-
-
-
-
-# ---------------------------------------------------------------- sync bridge
-
-
-def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Sync entry points for the CLI; inside a running loop (async tests) run on a helper thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()

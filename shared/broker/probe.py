@@ -7,8 +7,9 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError
+from aiokafka.protocol.metadata import MetadataRequest
 
 
 @dataclass(frozen=True)
@@ -33,36 +34,44 @@ async def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
 
 
 async def describe(bootstrap: str, timeout: float = 5.0) -> ClusterView | None:
-    """Metadata from the first broker in ``bootstrap`` that answers, or None."""
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    """Metadata as seen by the one broker at ``bootstrap`` (host:port), or None if it does not answer.
+
+    One raw connection and one MetadataRequest: the admin client would ask a random known node
+    (maybe the one that is down) and the client's cluster object drops the cluster id, which is
+    how a foreign broker squatting on our port is told apart from ours.
+    """
+    host, _, port = bootstrap.rpartition(":")
     if not await port_open(host, int(port), min(timeout, 1.0)):
         return None
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        client_id="aidtrail-broker-probe",
-        request_timeout_ms=int(timeout * 1000),
-    )
     try:
-        info = await asyncio.wait_for(_describe(admin), timeout)
+        async with asyncio.timeout(timeout):
+            conn = await create_conn(
+                host, int(port), client_id="aidtrail-broker-probe", request_timeout_ms=int(timeout * 1000)
+            )
+            try:
+                response = await conn.send(MetadataRequest([]))
+            finally:
+                conn.close()
     except (KafkaError, OSError, TimeoutError):
         return None
-    finally:
-        with contextlib.suppress(KafkaError, OSError):
-            await admin.close()
-    return _view(info)
+    return _view(response)
 
 
-async def _describe(admin: Any) -> dict[str, Any]:
-    await admin.start()
-    info: dict[str, Any] = await admin.describe_cluster()
-    return info
-
-
-def _view(info: dict[str, Any]) -> ClusterView:
-    brokers = info.get("brokers") or []
-    controller = info.get("controller_id")
+def _view(response: Any) -> ClusterView:
+    controller = getattr(response, "controller_id", None)
     return ClusterView(
-        broker_ids=frozenset(int(b["node_id"]) for b in brokers),
+        broker_ids=frozenset(int(broker[0]) for broker in response.brokers),
         controller_id=None if controller is None or controller < 0 else int(controller),
-        cluster_id=info.get("cluster_id"),
+        cluster_id=getattr(response, "cluster_id", None),
     )
+
+
+async def wait_until_answering(bootstrap: str, timeout: float, interval: float = 0.25) -> bool:
+    """Poll ``describe`` until the broker answers or ``timeout`` passes; for brokers we did not start."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while await describe(bootstrap) is None:
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(interval)
+    return True

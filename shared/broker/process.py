@@ -23,6 +23,7 @@ JVM_OPTIONS = (
     "-Djava.awt.headless=true",
 )
 _POLL_S = 0.05
+_START_MARKER = "=== aidtrail: starting kafka.Kafka"
 
 # Brokers spawned by this interpreter: kept so they can be reaped (no zombies after kill -9)
 # and so Popen does not warn about a child it forgot.
@@ -47,6 +48,7 @@ def spawn_broker(java: str, node: NodeSpec) -> int:
     """Start ``kafka.Kafka`` in its own session so it outlives the CLI or pytest that started it."""
     node.logs_dir.mkdir(parents=True, exist_ok=True)
     _rotate(node.console_path)
+    _mark_start(node)
     command = java_command(java, node, "kafka.Kafka", str(node.properties_path))
     with node.console_path.open("wb") as console:
         child = subprocess.Popen(
@@ -112,14 +114,33 @@ def forget(pid: int) -> None:
     _CHILDREN.pop(pid, None)
 
 
-def log_tail(node: NodeSpec, lines: int = 30) -> str:
-    """The last lines of the broker log and the JVM console, to put into error messages."""
+def log_tail(node: NodeSpec, lines: int = 15) -> str:
+    """Errors first, then the last lines: the real cause (e.g. a port in use) is usually buried
+    above a long run of shutdown messages."""
     parts = []
-    for path in (node.logs_dir / "server.log", node.console_path):
-        text = _tail(path, lines)
-        if text:
-            parts.append(f"--- tail of {path} ---\n{text}")
+    server_log = _read_end(node.logs_dir / "server.log").rpartition(_START_MARKER)[2]
+    problems = _problem_lines(server_log)
+    if problems:
+        parts.append(f"--- errors in {node.logs_dir / 'server.log'} ---\n" + "\n".join(problems))
+    for path, text in ((node.logs_dir / "server.log", server_log), (node.console_path, _read_end(node.console_path))):
+        tail = "\n".join(text.strip().splitlines()[-lines:])
+        if tail:
+            parts.append(f"--- tail of {path} ---\n{tail}")
     return "\n".join(parts) if parts else f"(no log output under {node.data_dir})"
+
+
+def _problem_lines(text: str, limit: int = 12) -> list[str]:
+    """The first ERROR/FATAL lines (root cause first), the exception line after each, every "Caused by"."""
+    found: list[str] = []
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if "] ERROR " in line or "] FATAL " in line:
+            found.append(line)
+            if index + 1 < len(lines) and not lines[index + 1].startswith("["):
+                found.append("    " + lines[index + 1])
+        elif line.startswith("Caused by:"):
+            found.append("    " + line)
+    return found[:limit]
 
 
 @contextlib.contextmanager
@@ -143,12 +164,16 @@ def _read_pid(path: Path) -> int | None:
 
 def _is_this_broker(pid: int, node: NodeSpec) -> bool:
     """Guards against pid reuse: the pid must be a kafka.Kafka JVM on this node's config."""
+    if pid in _CHILDREN:
+        return True
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
         return not Path("/proc/self").exists()  # no procfs (macOS): trust the pid file
     except PermissionError:
         return False
+    if not raw:
+        return True  # exec still in progress: the kernel shows an empty cmdline for a moment
     argv = raw.decode(errors="replace").split("\0")
     return "kafka.Kafka" in argv and str(node.properties_path) in argv
 
@@ -162,18 +187,23 @@ def _proc_state(pid: int) -> str:
     return stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else "?"
 
 
+def _mark_start(node: NodeSpec) -> None:
+    """Lets log_tail skip errors of earlier runs: server.log is appended to across restarts."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    with (node.logs_dir / "server.log").open("a", encoding="utf-8") as log:
+        log.write(f"{_START_MARKER} at {stamp} ===\n")
+
+
 def _rotate(path: Path) -> None:
     if path.exists():
         path.replace(path.with_name(path.name + ".1"))
 
 
-def _tail(path: Path, lines: int) -> str:
+def _read_end(path: Path, size: int = 256 * 1024) -> str:
     try:
         with path.open("rb") as handle:
             handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 64 * 1024))
-            data = handle.read().decode(errors="replace")
+            handle.seek(max(0, handle.tell() - size))
+            return handle.read().decode(errors="replace")
     except FileNotFoundError:
         return ""
-    return "\n".join(data.strip().splitlines()[-lines:])
-

@@ -30,6 +30,7 @@ from shared.store.database import Database
 log = logging.getLogger(__name__)
 
 Handler = Callable[[AsyncConnection, Envelope, Payload], Awaitable[None]]
+RETRY_SECONDS = 1.0
 UNREADABLE = (EnvelopeError, UnknownEventType, InvalidPayload)
 
 
@@ -119,8 +120,12 @@ class ProjectionConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # database away: retry the same records; nothing was committed
-                log.warning("consumer batch failed; retrying", extra={"consumer": self.name, "error": str(exc)})
-                await asyncio.sleep(1)
+                log.warning(
+                    "consumer batch failed; retrying",
+                    extra={"consumer": self.name, "error": repr(exc)[:500]},
+                    exc_info=True,
+                )
+                await asyncio.sleep(RETRY_SECONDS)
 
     async def _apply_record(self, conn: AsyncConnection, record: ConsumerRecord) -> None:
         failed = _failed_record(self.name, record)

@@ -22,6 +22,7 @@ def alembic_config(versions_dir: Path, connection: sa.Connection | None = None) 
     config = Config()
     config.set_main_option("script_location", str(ALEMBIC_DIR))
     config.set_main_option("version_locations", str(versions_dir))
+    config.set_main_option("path_separator", "os")
     config.attributes["connection"] = connection
     return config
 

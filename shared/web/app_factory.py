@@ -21,7 +21,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(spec.name, settings.log_level)
+        configure_logging(spec.name, settings.log_level, settings=settings)
         runtime = ServiceRuntime.build(spec, settings)
         runtime.metrics = metrics.ServiceMetrics()
         if settings.migrate_on_start:

@@ -77,7 +77,7 @@ def correlation_headers() -> dict[str, str]:
 
 # --- redaction --------------------------------------------------------------------------------------------
 
-_AUTHORIZATION_VALUE: Final = re.compile(r"(?i)(authorization['\"]?\s*[:=,]\s*b?['\"]?)[^'\"\r\n,;}\]]+")
+_AUTHORIZATION_VALUE: Final = re.compile(r"(?i)(authorization['\"]?\s*[:=,]\s*(?:b?['\"])?)[^'\"\r\n,;}\]]+")
 _BEARER_CREDENTIAL: Final = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]+=*")
 _JWT_LIKE: Final = re.compile(
     r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"

@@ -111,7 +111,7 @@ class ServiceRuntime:
         self.relay.start()
         for consumer_spec in self.spec.consumers:
             consumer = ProjectionConsumer(
-                name=f"aidtrail.{self.spec.name}.{consumer_spec.name}",
+                name=f"{self.settings.topic_prefix}.{self.spec.name}.{consumer_spec.name}",
                 topics=consumer_spec.topics(self.settings),
                 handler=consumer_spec.handler(self),
                 database=self.database,

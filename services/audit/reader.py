@@ -1,0 +1,204 @@
+"""Reads the event topics from start to a fixed end, merged across partitions in timestamp order.
+
+Why this shape:
+* Its own consumer: manual partition assignment, `group_id=None`, no commits. The auditor never joins a
+  service's group, so it cannot steal partitions or move anyone's position.
+* A fixed end: the end offsets are captured when the replay starts, so a replay terminates even while the
+  services keep writing. "As of T" also stops each partition at its first record stamped after T.
+* A k-way merge by record timestamp: one service's events are spread over many partitions (and over both
+  topics), and its hash chain can only be checked in sequence order. Each service's relay publishes in commit
+  order, so timestamp order is (nearly) sequence order and the chain verifier needs only a small reorder window.
+  Within a partition the log order is kept exactly: the fold of a batch sees its events as written.
+* Bounded memory: at most one fetch (`fetch_records`) is buffered per partition, whatever the log's length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.audit.records import LogRecord, decode, to_millis
+from shared.messaging.kafka_config import connection_options
+from shared.settings import Settings
+
+STALL_SECONDS = 60.0
+
+
+class ReplayError(RuntimeError):
+    """The log could not be read to its end (broker unreachable, topic unreadable); the message says what."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayWindow:
+    """`since`: start at the first record stamped at or after it (offsets_for_times); `until`: as-of cut."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(slots=True)
+class _Partition:
+    tp: TopicPartition
+    index: int
+    start: int
+    end: int
+    buffer: deque[LogRecord] = field(default_factory=deque)
+    fetched_all: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LogExtent:
+    """What the replay covers: per partition `[start, end)` offsets as captured when it began."""
+
+    offsets: dict[str, tuple[int, int]]
+    missing_topics: tuple[str, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(end - start for start, end in self.offsets.values())
+
+
+class LogReader:
+    def __init__(
+        self,
+        settings: Settings,
+        topics: Sequence[str],
+        window: ReplayWindow | None = None,
+        keys: Collection[str] | None = None,
+        fetch_records: int = 2000,
+    ):
+        self.settings = settings
+        self.topics = list(topics)
+        self.window = window or ReplayWindow()
+        self.keys = frozenset(keys) if keys is not None else None
+        self.fetch_records = fetch_records
+        self._until_ms = to_millis(self.window.until) if self.window.until else None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._partitions: list[_Partition] = []
+        self.extent = LogExtent({}, ())
+
+    async def __aenter__(self) -> LogReader:
+        self._consumer = AIOKafkaConsumer(
+            **connection_options(self.settings),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id="aidtrail-audit",
+            request_timeout_ms=30_000,
+        )
+        try:
+            await self._consumer.start()
+            await self._assign(self._consumer)
+        except Exception as exc:
+            await self._consumer.stop()
+            raise ReplayError(f"cannot read the log at {self.settings.kafka_bootstrap}: {exc}") from exc
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def _assign(self, consumer: AIOKafkaConsumer) -> None:
+        existing = await consumer.topics()
+        missing = tuple(topic for topic in self.topics if topic not in existing)
+        tps = [
+            TopicPartition(topic, partition)
+            for topic in self.topics
+            if topic in existing
+            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not tps:
+            self.extent = LogExtent({}, missing)
+            return
+        consumer.assign(tps)
+        starts = await self._start_offsets(consumer, tps)
+        ends = await consumer.end_offsets(tps)
+        for index, tp in enumerate(tps):
+            start = min(starts[tp], ends[tp])
+            consumer.seek(tp, start)
+            self._partitions.append(_Partition(tp, index, start, ends[tp], fetched_all=start >= ends[tp]))
+        self.extent = LogExtent({f"{p.tp.topic}[{p.tp.partition}]": (p.start, p.end) for p in self._partitions}, missing)
+
+    async def _start_offsets(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        beginnings: dict[TopicPartition, int] = await consumer.beginning_offsets(tps)
+        if self.window.since is None:
+            return beginnings
+        ends = await consumer.end_offsets(tps)
+        found = await consumer.offsets_for_times({tp: to_millis(self.window.since) for tp in tps})
+        return {tp: found[tp].offset if found.get(tp) is not None else ends[tp] for tp in tps}
+
+    async def records(self, on_progress: Callable[[int], None] | None = None) -> AsyncIterator[LogRecord]:
+        """Yield every record of the window, merged across partitions by (timestamp, sequence)."""
+        heads: list[tuple[int, int, int]] = []
+        live = [p for p in self._partitions if not p.fetched_all]
+        consumed = 0
+        while True:
+            hungry = [p for p in live if not p.buffer and not p.fetched_all]
+            if hungry:
+                consumed += await self._fill(hungry, heads)
+                if on_progress:
+                    on_progress(consumed)
+                    consumed = 0
+                continue
+            live = [p for p in live if p.buffer]
+            if not heads:
+                return
+            _, _, index = heapq.heappop(heads)
+            partition = self._partitions[index]
+            record = partition.buffer.popleft()
+            if partition.buffer:
+                heapq.heappush(heads, _head_key(partition))
+            yield record
+
+    async def _fill(self, hungry: list[_Partition], heads: list[tuple[int, int, int]]) -> int:
+        """Fetch for the partitions whose buffer ran dry; returns how many offsets were consumed."""
+        assert self._consumer is not None
+        deadline = time.monotonic() + STALL_SECONDS
+        while True:
+            fetched = await self._consumer.getmany(*(p.tp for p in hungry), timeout_ms=200, max_records=self.fetch_records)
+            consumed = 0
+            for partition in hungry:
+                consumed += self._take(partition, fetched.get(partition.tp, []))
+                if not partition.buffer and not partition.fetched_all:
+                    await self._check_exhausted(partition)
+                if partition.buffer:
+                    heapq.heappush(heads, _head_key(partition))
+            if consumed or all(p.buffer or p.fetched_all for p in hungry):
+                return consumed
+            if time.monotonic() > deadline:
+                names = ", ".join(f"{p.tp.topic}[{p.tp.partition}]" for p in hungry)
+                raise ReplayError(f"no records arrived for {STALL_SECONDS:.0f}s from {names}; is the broker up?")
+            await asyncio.sleep(0)
+
+    def _take(self, partition: _Partition, raws: list[Any]) -> int:
+        consumed = 0
+        for raw in raws:
+            if raw.offset >= partition.end or (self._until_ms is not None and raw.timestamp > self._until_ms):
+                partition.fetched_all = True
+                break
+            consumed += 1
+            if raw.offset + 1 >= partition.end:
+                partition.fetched_all = True
+            if self.keys is None or (raw.key or b"").decode(errors="replace") in self.keys:
+                partition.buffer.append(decode(raw))
+        return consumed
+
+    async def _check_exhausted(self, partition: _Partition) -> None:
+        """Control records (transaction markers) have offsets but no data; the position tells us we are done."""
+        assert self._consumer is not None
+        if await self._consumer.position(partition.tp) >= partition.end:
+            partition.fetched_all = True
+
+
+def _head_key(partition: _Partition) -> tuple[int, int, int]:
+    head = partition.buffer[0]
+    sequence = head.envelope.sequence if head.envelope and head.envelope.sequence is not None else 0
+    return (head.timestamp_ms, sequence, partition.index)
