@@ -125,7 +125,9 @@ class LogReader:
             start = min(starts[tp], ends[tp])
             consumer.seek(tp, start)
             self._partitions.append(_Partition(tp, index, start, ends[tp], fetched_all=start >= ends[tp]))
-        self.extent = LogExtent({f"{p.tp.topic}[{p.tp.partition}]": (p.start, p.end) for p in self._partitions}, missing)
+        self.extent = LogExtent(
+            {f"{p.tp.topic}[{p.tp.partition}]": (p.start, p.end) for p in self._partitions}, missing
+        )
 
     async def _start_offsets(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         beginnings: dict[TopicPartition, int] = await consumer.beginning_offsets(tps)
@@ -163,7 +165,9 @@ class LogReader:
         assert self._consumer is not None
         deadline = time.monotonic() + STALL_SECONDS
         while True:
-            fetched = await self._consumer.getmany(*(p.tp for p in hungry), timeout_ms=200, max_records=self.fetch_records)
+            fetched = await self._consumer.getmany(
+                *(p.tp for p in hungry), timeout_ms=200, max_records=self.fetch_records
+            )
             consumed = 0
             for partition in hungry:
                 consumed += self._take(partition, fetched.get(partition.tp, []))

@@ -43,9 +43,7 @@ def decode(raw: Any) -> LogRecord:
         envelope = from_record(list(raw.headers or ()), raw.value)
     except EnvelopeError as exc:
         return LogRecord(raw.topic, raw.partition, raw.offset, raw.timestamp, key, None, str(exc), None)
-    return LogRecord(
-        raw.topic, raw.partition, raw.offset, raw.timestamp, key, envelope, None, envelope.content_hash()
-    )
+    return LogRecord(raw.topic, raw.partition, raw.offset, raw.timestamp, key, envelope, None, envelope.content_hash())
 
 
 def to_millis(moment: datetime) -> int:

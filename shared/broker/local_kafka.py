@@ -68,8 +68,9 @@ async def start_async(
 ) -> StartResult:
     """Start the single node (``cluster_size=1``) or an N-node cluster; a no-op if it already answers.
 
-    Ports are base ports (cluster node N uses base+N-1). Raises BrokerToolError when java/mvn
-    are missing and BrokerStartError (with the log tail) when a node dies or the deadline passes.
+    Ports are base ports (cluster node N uses base+N-1). ``timeout`` counts from the spawn, so a
+    first jar fetch does not eat into it. Raises BrokerToolError when java/mvn are missing and
+    BrokerStartError (with the log tail) when a node dies or does not answer in time.
     """
     began = time.monotonic()
     layout = _layout_for(cluster_size, client_port, controller_port)
@@ -77,7 +78,7 @@ async def start_async(
     if current.running and current.answering:
         return StartResult(current, True, (), (), time.monotonic() - began)
     started, formatted = _launch(layout, [node.node_id for node in layout.nodes])
-    await _wait_ready(layout, layout.nodes, began + timeout)
+    await _wait_ready(layout, layout.nodes, time.monotonic() + timeout)
     final = await layout_status(layout)
     return StartResult(final, not started, started, formatted, time.monotonic() - began)
 
@@ -97,7 +98,7 @@ async def start_node_async(node_id: int, timeout: float = DEFAULT_START_TIMEOUT_
     layout = saved_layout(cluster=True)
     node = layout.node(node_id)
     started, formatted = _launch(layout, [node_id])
-    await _wait_ready(layout, (node,), began + timeout)
+    await _wait_ready(layout, (node,), time.monotonic() + timeout)
     final = await layout_status(layout)
     return StartResult(final, not started, started, formatted, time.monotonic() - began)
 
@@ -188,6 +189,7 @@ def _stop_nodes(layout: Layout, nodes: Sequence[NodeSpec], timeout: float) -> St
         pids = {node.node_id: pid for node in nodes if (pid := process.running_pid(node)) is not None}
         for pid in pids.values():
             process.send_signal(pid, signal.SIGTERM)
+            process.send_signal(pid, signal.SIGCONT)  # a node paused by a fault test must see the TERM
         forced = []
         for node_id, pid in pids.items():
             remaining = max(0.0, began + timeout - time.monotonic())

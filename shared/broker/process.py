@@ -90,11 +90,6 @@ def is_alive(pid: int) -> bool:
     return _proc_state(pid) not in ("Z", "X")
 
 
-def exit_code(pid: int) -> int | None:
-    child = _CHILDREN.get(pid)
-    return None if child is None else child.returncode
-
-
 def send_signal(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)

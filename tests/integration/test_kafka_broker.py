@@ -34,8 +34,6 @@ from shared.broker import (
 )
 from tests.fixtures.kafka import BOOTSTRAP_ENV, unique_topic
 
-pytestmark = pytest.mark.kafka
-
 own_broker_only = pytest.mark.skipif(
     bool(os.environ.get(BOOTSTRAP_ENV)), reason=f"{BOOTSTRAP_ENV} points at a broker this project did not start"
 )
@@ -82,6 +80,7 @@ async def _produce(producer: AIOKafkaProducer, topic: str, values: Iterable[byte
 # ------------------------------------------------------------------ single node
 
 
+@pytest.mark.kafka
 @own_broker_only
 async def test_start_twice_is_idempotent(kafka_bootstrap: str) -> None:
     first = await start_async()
@@ -94,6 +93,7 @@ async def test_start_twice_is_idempotent(kafka_bootstrap: str) -> None:
     assert second.bootstrap == kafka_bootstrap
 
 
+@pytest.mark.kafka
 @own_broker_only
 async def test_status_reports_running_and_answering(kafka_bootstrap: str) -> None:
     current = await status_async()
@@ -107,6 +107,7 @@ async def test_status_reports_running_and_answering(kafka_bootstrap: str) -> Non
     assert (node.data_dir / "data" / "meta.properties").is_file()
 
 
+@pytest.mark.kafka
 async def test_produce_consume_round_trip(kafka_bootstrap: str, admin: Any) -> None:
     topic = unique_topic("broker-roundtrip")
     await _create_topic(admin, topic, partitions=3, replicas=1, **{"retention.ms": "-1"})
@@ -139,6 +140,7 @@ async def test_produce_consume_round_trip(kafka_bootstrap: str, admin: Any) -> N
         await admin.delete_topics([topic])
 
 
+@pytest.mark.kafka
 async def test_topics_are_not_auto_created(kafka_bootstrap: str, admin: Any) -> None:
     broker_configs = await admin.describe_configs(
         [ConfigResource(ConfigResourceType.BROKER, "1", {"auto.create.topics.enable": None})]
@@ -183,6 +185,7 @@ def test_missing_java_or_maven_gives_actionable_error(monkeypatch: pytest.Monkey
 # ------------------------------------------------------------------ 3-node cluster
 
 
+@pytest.mark.kafka
 @pytest.mark.kafka_cluster
 async def test_cluster_of_three_keeps_accepting_acks_all_writes_when_one_node_is_killed() -> None:
     started = await start_async(cluster_size=3, timeout=90)
@@ -245,6 +248,7 @@ async def _wait_for_full_isr(admin: Any, topic: str, replicas: int, timeout: flo
 # ------------------------------------------------------------------ startup failure
 
 
+@pytest.mark.kafka
 async def test_startup_failure_reports_the_cause_from_the_broker_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

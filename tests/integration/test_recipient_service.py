@@ -7,6 +7,7 @@ batches in production, without depending on the warehouse and dispatch services.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -153,7 +154,7 @@ async def register(service: ServiceHandle, body: dict[str, Any], **kwargs: Any) 
 
 
 async def add_need(service: ServiceHandle, **fields: Any) -> dict[str, Any]:
-    body = {"item": "n95-mask", "priority": "normal", **fields}
+    body = {"item": "n95-mask", "quantity": 100, "priority": "normal", **fields}
     response = await service.post("/needs", json=body)
     assert response.status_code == 201, response.text
     need: dict[str, Any] = response.json()
@@ -161,13 +162,15 @@ async def add_need(service: ServiceHandle, **fields: Any) -> dict[str, Any]:
 
 
 async def seed(service: ServiceHandle, seeder: BatchSeeder, batch: Batch, until: str = "delivered") -> None:
-    await seeder.send(batch.batch_id, batch.life(until))
-    await wait_until(lambda: batch_status(service, batch.batch_id, until), what=f"{batch.batch_id} {until} here")
+    life = batch.life(until)
+    await seeder.send(batch.batch_id, life)
+    await wait_until(lambda: batch_version(service, batch.batch_id, len(life)), what=f"{batch.batch_id} {until} here")
 
 
-async def batch_status(service: ServiceHandle, batch_id: str, expected: str) -> bool:
+async def batch_version(service: ServiceHandle, batch_id: str, expected: int) -> bool:
+    """The service has folded all of the batch's seeded events."""
     response = await service.get(f"/batches/{batch_id}")
-    return response.status_code == 200 and response.json()["state"]["status"] == expected
+    return response.status_code == 200 and response.json()["state"]["version"] == expected
 
 
 async def confirm(service: ServiceHandle, batch_id: str, **kwargs: Any) -> httpx.Response:
@@ -561,3 +564,21 @@ async def test_only_the_recipients_own_staff_confirm_and_a_replay_confirms_once(
     assert again.status_code == 409, "a second confirmation without the key is refused by the fold"
     assert error_of(again)["current_state"] == "confirmed"
     assert (await service.get("/needs/jyt-n95")).json()["received"] == 300
+
+
+async def test_two_receipts_for_one_need_at_the_same_moment_both_count_and_fulfil_it_once(
+    service: ServiceHandle, seeder: BatchSeeder
+) -> None:
+    await register(service, JINYINTAN)
+    await add_need(service, need_id="jyt-n95", recipient_id="jinyintan-hospital", quantity=1000, priority="critical")
+    for batch in (jinyintan_batch("b-600", 600), jinyintan_batch("b-400", 400)):
+        await seed(service, seeder, batch)
+
+    answers = await asyncio.gather(
+        confirm(service, "b-600", json={"quantity_received": 600, "signed_by": "Dr. Zhang"}),
+        confirm(service, "b-400", json={"quantity_received": 400, "signed_by": "Nurse Chen"}),
+    )
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert (await service.get("/needs/jyt-n95")).json()["received"] == 1000, "neither receipt was lost"
+    assert len([a for a in answers if a.json()["need_fulfilled_event_id"]]) == 1
+    assert len(await stored_events(service, ref.NeedFulfilled.event_type)) == 1

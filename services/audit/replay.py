@@ -1,0 +1,217 @@
+"""`replay(settings, as_of=None) -> AuditResult`: the whole system's state at a moment, rebuilt from the log and
+checked.
+
+One pass over both topics, in merged timestamp order: every readable record goes through the chain verifier
+(which drops exact duplicates), batch events through the shared fold, reference events into the reference book.
+When the end is reached the reconciliation checks run over the folded batches. Memory holds per-batch state and
+bounded windows only, so a replay of millions of events needs no more memory than one of thousands.
+
+The result's `states` are the very `BatchState` values each service's `GET /batches/{id}` shows as `state`
+(`state_json` renders them the same way), so "the audit at T equals what the services showed at T" is a plain
+comparison.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from services.audit.checks import run_checks
+from services.audit.findings import TAMPER_CHECKS, CheckResult, FindingLog
+from services.audit.flow import FlowBook
+from services.audit.progress import replay_progress
+from services.audit.reader import LogExtent, LogReader, ReplayWindow
+from services.audit.records import LogRecord
+from services.audit.reference import ReferenceBook
+from services.audit.sla import SlaPolicy
+from services.audit.tamper import DEFAULT_SOURCES, ChainVerifier, SourceChain
+from services.audit.totals import Totals, compute_totals
+from services.audit.tracker import BatchBook, BatchTrack, Transition, parse
+from shared.domain.batch_state import BatchState
+from shared.projections.batch_view import state_to_json
+from shared.settings import Settings
+
+TransitionHook = Callable[[Transition], None]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditOptions:
+    """What to replay and how to judge it. `now` (for stuck SLAs) defaults to `as_of`, else the replay start."""
+
+    as_of: datetime | None = None
+    since: datetime | None = None
+    now: datetime | None = None
+    sla: SlaPolicy = field(default_factory=SlaPolicy)
+    known_sources: tuple[str, ...] | None = DEFAULT_SOURCES
+    anchors: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+    reorder_window: int = 10_000
+    duplicate_window: int = 10_000
+    max_findings_per_check: int = 1000
+    chains_only: bool = False
+    progress: bool = False
+
+
+@dataclass(slots=True)
+class ReplayStats:
+    records: int = 0
+    batch_events: int = 0
+    reference_events: int = 0
+    unreadable: int = 0
+    duplicates: int = 0
+    skipped_partial: int = 0
+    seconds: float = 0.0
+
+    @property
+    def events_per_second(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "batch_events": self.batch_events,
+            "reference_events": self.reference_events,
+            "unreadable": self.unreadable,
+            "duplicates_dropped": self.duplicates,
+            "skipped_partial": self.skipped_partial,
+            "seconds": round(self.seconds, 3),
+            "events_per_second": round(self.events_per_second, 1),
+        }
+
+
+@dataclass(slots=True)
+class AuditResult:
+    topic_prefix: str
+    bootstrap: str
+    options: AuditOptions
+    started_at: datetime
+    now: datetime
+    extent: LogExtent
+    stats: ReplayStats
+    tracks: dict[str, BatchTrack]
+    reference: ReferenceBook
+    flow: FlowBook
+    chains: dict[str, SourceChain]
+    checks: list[CheckResult]
+    totals: Totals
+
+    @property
+    def ok(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def states(self) -> dict[str, BatchState]:
+        return {batch_id: track.state for batch_id, track in self.tracks.items() if track.state is not None}
+
+    def state(self, batch_id: str) -> BatchState | None:
+        track = self.tracks.get(batch_id)
+        return track.state if track else None
+
+    def state_json(self, batch_id: str) -> dict[str, Any] | None:
+        """The same shape as a service's `GET /batches/{id}` `state`."""
+        state = self.state(batch_id)
+        return state_to_json(state) if state else None
+
+    def check(self, name: str) -> CheckResult:
+        return next(check for check in self.checks if check.name == name)
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return [check.name for check in self.checks if not check.passed]
+
+
+class _Pipeline:
+    """Routes each record of the merged log to the chain verifier, the fold or the reference book."""
+
+    def __init__(self, settings: Settings, options: AuditOptions, hook: TransitionHook | None):
+        mid_log = options.since is not None
+        names = (*TAMPER_CHECKS, "events-readable") if options.chains_only else None
+        self.settings = settings
+        self.options = options
+        self.hook = hook
+        self.findings = FindingLog(options.max_findings_per_check, names)
+        self.chains = ChainVerifier(
+            self.findings,
+            options.known_sources,
+            options.reorder_window,
+            options.duplicate_window,
+            starts_mid_log=mid_log,
+            anchors=options.anchors,
+        )
+        self.batches = BatchBook(self.findings, FlowBook(), starts_mid_log=mid_log)
+        self.reference = ReferenceBook()
+        self.stats = ReplayStats()
+
+    def handle(self, record: LogRecord) -> None:
+        self.stats.records += 1
+        if record.envelope is None:
+            self.stats.unreadable += 1
+            self.findings.add("events-readable", f"record at {record.where} is unreadable: {record.error}")
+            return
+        if not self.chains.observe(record):
+            self.stats.duplicates += 1
+            return
+        if self.options.chains_only:
+            return
+        if record.topic == self.settings.batch_topic:
+            self.stats.batch_events += 1
+            transition = self.batches.apply(record)
+            if transition is not None and self.hook is not None:
+                self.hook(transition)
+        else:
+            self.stats.reference_events += 1
+            payload = parse(record, self.findings)
+            if payload is not None:
+                self.reference.apply(payload)
+
+
+async def replay(
+    settings: Settings,
+    as_of: datetime | None = None,
+    progress: bool = False,
+    options: AuditOptions | None = None,
+    hook: TransitionHook | None = None,
+) -> AuditResult:
+    """Replay both topics up to the end offsets captured now (or to `as_of`) and check everything."""
+    options = options or AuditOptions()
+    if as_of is not None or progress:
+        options = replace(options, as_of=as_of or options.as_of, progress=progress or options.progress)
+    started_at = datetime.now(UTC)
+    pipeline = _Pipeline(settings, options, hook)
+    clock = time.perf_counter()
+    window = ReplayWindow(since=options.since, until=options.as_of)
+    async with LogReader(settings, [settings.batch_topic, settings.reference_topic], window) as reader:
+        with replay_progress(options.progress, reader.extent.total) as advance:
+            async for record in reader.records(advance):
+                pipeline.handle(record)
+        extent = reader.extent
+    pipeline.stats.seconds = time.perf_counter() - clock
+    pipeline.stats.skipped_partial = pipeline.batches.skipped_partial
+    return _finish(settings, options, pipeline, started_at, extent)
+
+
+def _finish(
+    settings: Settings, options: AuditOptions, pipeline: _Pipeline, started_at: datetime, extent: LogExtent
+) -> AuditResult:
+    now = options.now or options.as_of or started_at
+    chains = pipeline.chains.finish()
+    tracks = pipeline.batches.tracks
+    if not options.chains_only:
+        run_checks(tracks, pipeline.findings, options.sla, now)
+    return AuditResult(
+        topic_prefix=settings.topic_prefix,
+        bootstrap=settings.kafka_bootstrap,
+        options=options,
+        started_at=started_at,
+        now=now,
+        extent=extent,
+        stats=pipeline.stats,
+        tracks=tracks,
+        reference=pipeline.reference,
+        flow=pipeline.batches.flow,
+        chains=chains,
+        checks=pipeline.findings.checks(),
+        totals=compute_totals(track.state for track in tracks.values() if track.state is not None),
+    )
