@@ -7,6 +7,7 @@ import os
 
 import typer
 
+from shared.cli.demo_commands import demo
 from shared.cli.kafka_commands import kafka_app
 from shared.cli.token_commands import token
 
@@ -16,6 +17,7 @@ DEFAULT_PORTS = {"pledge": 8001, "warehouse": 8002, "dispatch": 8003, "recipient
 app = typer.Typer(help="aidtrail: follow donated relief materials from pledge to signed receipt.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka", help="Run the local Apache Kafka broker (KRaft).")
 app.command("token", help="Mint a development bearer token.")(token)
+app.command("demo", help="Run the Hubei 2020 scenario from pledge to audited delivery.")(demo)
 
 
 @app.command(help="Run one service with uvicorn.")
