@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from services.audit.records import LogRecord, decode, to_millis
 from shared.messaging.kafka_config import connection_options
@@ -107,14 +108,9 @@ class LogReader:
             await self._consumer.stop()
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> None:
-        existing = await consumer.topics()
-        missing = tuple(topic for topic in self.topics if topic not in existing)
-        tps = [
-            TopicPartition(topic, partition)
-            for topic in self.topics
-            if topic in existing
-            for partition in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        layout = await self._describe()
+        missing = tuple(topic for topic in self.topics if not layout.get(topic))
+        tps = [TopicPartition(topic, partition) for topic in self.topics for partition in layout.get(topic, [])]
         if not tps:
             self.extent = LogExtent({}, missing)
             return
@@ -128,6 +124,21 @@ class LogReader:
         self.extent = LogExtent(
             {f"{p.tp.topic}[{p.tp.partition}]": (p.start, p.end) for p in self._partitions}, missing
         )
+
+    async def _describe(self) -> dict[str, list[int]]:
+        """Partitions per topic, from the admin API: it does not create a missing topic, and a consumer without a
+        subscription has no public way to learn a topic's partitions."""
+        admin = AIOKafkaAdminClient(**connection_options(self.settings), request_timeout_ms=30_000)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(self.topics)
+        finally:
+            await admin.close()
+        return {
+            entry["topic"]: sorted(p["partition"] for p in entry["partitions"])
+            for entry in described
+            if entry["error_code"] == 0
+        }
 
     async def _start_offsets(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         beginnings: dict[TopicPartition, int] = await consumer.beginning_offsets(tps)

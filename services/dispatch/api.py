@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.dispatch import domain, repository, views
+from services.dispatch import domain, movement, repository, views
 from services.dispatch.schemas import (
+    ErrorOut,
     HandoverIn,
     MovedBatch,
     MovementOut,
@@ -34,7 +35,13 @@ from shared.web.runtime import ServiceRuntime, get_runtime
 router = APIRouter(tags=["dispatch"])
 WRITERS = require_roles(Role.dispatcher, Role.admin)
 IDEMPOTENCY = Header(None, alias="Idempotency-Key", description="Repeat a request safely with the same key.")
-SHIPMENT_ID = "The shipment, e.g. shp-2020-02-01."
+
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorOut, "description": "The caller's role or sites do not allow this."},
+    404: {"model": ErrorOut, "description": "No such shipment."},
+    409: {"model": ErrorOut, "description": "Out of order, or a batch already on an open shipment."},
+    422: {"model": ErrorOut, "description": "The request breaks a rule; the message says which and how to fix it."},
+}
 
 
 def short_id(prefix: str) -> str:
@@ -82,6 +89,7 @@ async def list_shipments(
 @router.get(
     "/shipments/{shipment_id}",
     response_model=ShipmentOut,
+    responses={404: WRITE_ERRORS[404]},
     summary="A shipment: its legs, where it is, who carries it, and each batch's current state.",
 )
 async def get_shipment(
@@ -98,6 +106,7 @@ async def get_shipment(
     "/shipments",
     status_code=201,
     response_model=ShipmentOut,
+    responses=WRITE_ERRORS,
     summary="Plan a shipment of picked batches along legs warehouse -> relay hub(s) -> recipient.",
 )
 async def plan_shipment(
@@ -167,6 +176,7 @@ async def _require_not_on_open_shipment(conn: AsyncConnection, batch_ids: list[s
 @router.post(
     "/shipments/{shipment_id}/dispatch",
     response_model=MovementOut,
+    responses=WRITE_ERRORS,
     summary="The shipment leaves its warehouse on leg 1: every batch is in transit (batch.dispatched).",
 )
 async def dispatch_shipment(
@@ -175,12 +185,13 @@ async def dispatch_shipment(
     idempotency_key: str | None = IDEMPOTENCY,
     runtime: ServiceRuntime = Depends(get_runtime),
 ) -> JSONResponse:
-    return await _move(runtime, principal, shipment_id, domain.Dispatch(), idempotency_key, {})
+    return await _move(runtime, principal, shipment_id, movement.Dispatch(), idempotency_key, {})
 
 
 @router.post(
     "/shipments/{shipment_id}/arrive",
     response_model=MovementOut,
+    responses=WRITE_ERRORS,
     summary="The shipment arrives at the relay hub its current leg ends at (batch.arrived).",
 )
 async def arrive_at_hub(
@@ -189,12 +200,13 @@ async def arrive_at_hub(
     idempotency_key: str | None = IDEMPOTENCY,
     runtime: ServiceRuntime = Depends(get_runtime),
 ) -> JSONResponse:
-    return await _move(runtime, principal, shipment_id, domain.Arrive(), idempotency_key, {})
+    return await _move(runtime, principal, shipment_id, movement.Arrive(), idempotency_key, {})
 
 
 @router.post(
     "/shipments/{shipment_id}/handover",
     response_model=MovementOut,
+    responses=WRITE_ERRORS,
     summary="At a relay hub, the current carrier hands the goods over to another (batch.handed-over).",
 )
 async def hand_over(
@@ -204,13 +216,14 @@ async def hand_over(
     idempotency_key: str | None = IDEMPOTENCY,
     runtime: ServiceRuntime = Depends(get_runtime),
 ) -> JSONResponse:
-    command = domain.Handover(to_carrier=body.to_carrier, vehicle=body.vehicle)
+    command = movement.Handover(to_carrier=body.to_carrier, vehicle=body.vehicle)
     return await _move(runtime, principal, shipment_id, command, idempotency_key, body.model_dump(mode="json"))
 
 
 @router.post(
     "/shipments/{shipment_id}/depart",
     response_model=MovementOut,
+    responses=WRITE_ERRORS,
     summary="The shipment leaves the hub on its next leg, with the carrier that holds it (batch.departed).",
 )
 async def depart_hub(
@@ -219,12 +232,13 @@ async def depart_hub(
     idempotency_key: str | None = IDEMPOTENCY,
     runtime: ServiceRuntime = Depends(get_runtime),
 ) -> JSONResponse:
-    return await _move(runtime, principal, shipment_id, domain.Depart(), idempotency_key, {})
+    return await _move(runtime, principal, shipment_id, movement.Depart(), idempotency_key, {})
 
 
 @router.post(
     "/shipments/{shipment_id}/deliver",
     response_model=MovementOut,
+    responses=WRITE_ERRORS,
     summary="The shipment reaches the recipient's facility: what is still in transit is delivered.",
 )
 async def deliver(
@@ -233,12 +247,13 @@ async def deliver(
     idempotency_key: str | None = IDEMPOTENCY,
     runtime: ServiceRuntime = Depends(get_runtime),
 ) -> JSONResponse:
-    return await _move(runtime, principal, shipment_id, domain.Deliver(), idempotency_key, {})
+    return await _move(runtime, principal, shipment_id, movement.Deliver(), idempotency_key, {})
 
 
 @router.post(
     "/shipments/{shipment_id}/write-off",
     response_model=MovementOut,
+    responses=WRITE_ERRORS,
     summary="Write off part or all of one batch lost or damaged in transit (batch.written-off, stage transit).",
 )
 async def write_off_in_transit(
@@ -248,7 +263,7 @@ async def write_off_in_transit(
     idempotency_key: str | None = IDEMPOTENCY,
     runtime: ServiceRuntime = Depends(get_runtime),
 ) -> JSONResponse:
-    command = domain.WriteOff(
+    command = movement.WriteOff(
         batch_id=body.batch_id, quantity=body.quantity, reason=WriteOffReason(body.reason.value), note=body.note
     )
     return await _move(runtime, principal, shipment_id, command, idempotency_key, body.model_dump(mode="json"))
@@ -258,26 +273,26 @@ async def _move(
     runtime: ServiceRuntime,
     principal: Principal,
     shipment_id: str,
-    command: domain.Command,
+    command: movement.Command,
     idempotency_key: str | None,
     request: dict[str, Any],
 ) -> JSONResponse:
     """One transaction: load the shipment and its batches, decide, append one event per batch, save progress."""
 
     async def decide(conn: AsyncConnection) -> Outcome:
-        record = await repository.load_shipment(conn, shipment_id)
+        record = await repository.load_shipment(conn, shipment_id, for_update=True)
         loaded = await _shipment_batches(runtime, conn, record.batch_ids)
         states = {batch_id: state for batch_id, (state, _version) in loaded.items()}
         domain.require_allowed(record.progress, command.action, states)
         _ensure_any_site_access(principal, domain.acting_sites(record.progress, command.action), command.action)
-        movement = domain.move(record.progress, command, states)
+        moved = movement.move(record.progress, command, states)
         events = [
             runtime.new_event(payload, batch_id, principal.actor, record.planned_event_id)
-            for batch_id, payload in movement.events
+            for batch_id, payload in moved.events
         ]
         appends = [StreamAppend(e.subject, loaded[e.subject][1], [e]) for e in events]
-        await repository.save_progress(conn, record.progress, movement.progress, now())
-        return Outcome(body=_movement_out(movement.progress, command.action, events), appends=appends)
+        await repository.save_progress(conn, record.progress, moved.progress, now())
+        return Outcome(body=_movement_out(moved.progress, command.action, events), appends=appends)
 
     return await execute(
         runtime,

@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.dispatch.domain import OPEN_STATUSES, LegChange, LegStatus, Progress, ShipmentStatus, leg_change
+from services.dispatch.domain import OPEN_STATUSES, LegStatus, Progress, ShipmentStatus
+from services.dispatch.movement import LegChange, leg_change
 from services.dispatch.tables import recipients, shipment_batches, shipment_legs, shipments, sites
-from shared.domain.errors import NotFound, RuleViolation
+from shared.domain.errors import Conflict, NotFound, RuleViolation
 from shared.events.reference_events import ShipmentLeg, ShipmentPlanned, SiteKind
 
 
@@ -80,13 +82,21 @@ async def insert_shipment(
         )
     )
     await conn.execute(shipment_legs.insert(), [_leg_row(planned.shipment_id, leg) for leg in planned.legs])
-    await conn.execute(
-        shipment_batches.insert(),
-        [
-            {"shipment_id": planned.shipment_id, "batch_id": batch_id, "position": position}
-            for position, batch_id in enumerate(planned.batch_ids)
-        ],
-    )
+    await _insert_batches(conn, planned)
+
+
+async def _insert_batches(conn: AsyncConnection, planned: ShipmentPlanned) -> None:
+    rows = [
+        {"shipment_id": planned.shipment_id, "batch_id": batch_id, "position": position}
+        for position, batch_id in enumerate(planned.batch_ids)
+    ]
+    try:
+        await conn.execute(shipment_batches.insert(), rows)
+    except IntegrityError as exc:
+        raise Conflict(
+            f"another shipment planned at the same moment took one of {', '.join(planned.batch_ids)}; "
+            "list the open shipments with GET /shipments and plan the remaining batches again"
+        ) from exc
 
 
 def _leg_row(shipment_id: str, leg: ShipmentLeg) -> dict[str, object]:
@@ -101,8 +111,15 @@ def _leg_row(shipment_id: str, leg: ShipmentLeg) -> dict[str, object]:
     }
 
 
-async def load_shipment(conn: AsyncConnection, shipment_id: str) -> ShipmentRecord:
-    row = (await conn.execute(sa.select(shipments).where(shipments.c.shipment_id == shipment_id))).first()
+async def load_shipment(conn: AsyncConnection, shipment_id: str, *, for_update: bool = False) -> ShipmentRecord:
+    """`for_update` serialises commands on one shipment, so two of them never decide on the same old progress.
+
+    SQLite needs no row lock: its write transactions start with BEGIN IMMEDIATE and so run one at a time.
+    """
+    query = sa.select(shipments).where(shipments.c.shipment_id == shipment_id)
+    if for_update and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
     if row is None:
         raise NotFound(f"shipment {shipment_id} does not exist; list shipments with GET /shipments")
     legs = await load_legs(conn, shipment_id)

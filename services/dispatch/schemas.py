@@ -150,3 +150,16 @@ class ReadyBatch(BaseModel):
     lot: str | None
     expiry: str | None
     planned_shipment_id: str | None = Field(description="The open shipment it is already planned on, if any.")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="not_found, conflict, rule_violation, invalid_request, forbidden, ...")
+    message: str = Field(description="What is wrong and how to fix it.")
+    current_state: str | None = Field(None, description="The shipment's or batch's state when refused.")
+    allowed: list[str] | None = Field(None, description="What the shipment or batch accepts next.")
+
+
+class ErrorOut(BaseModel):
+    """Every refusal has this shape (see shared/web/errors.py)."""
+
+    error: ErrorDetail

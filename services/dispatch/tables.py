@@ -74,4 +74,5 @@ shipment_batches = sa.Table(
     sa.Column("shipment_id", sa.String(120), primary_key=True),
     sa.Column("batch_id", sa.String(120), primary_key=True),
     sa.Column("position", sa.Integer, nullable=False),
+    sa.UniqueConstraint("batch_id", name="uq_shipment_batches_batch"),
 )

@@ -156,7 +156,7 @@ def needs_in_priority_order() -> list[sa.ColumnElement[Any]]:
 async def lock_need_tally(conn: AsyncConnection, need_id: str) -> domain.NeedTally | None:
     """Row-locked on PostgreSQL, so that two receipts for one need add up instead of overwriting each other
     (SQLite already serialises writers with BEGIN IMMEDIATE and ignores FOR UPDATE)."""
-    query = sa.select(needs).where(needs.c.need_id == need_id)
+    query = sa.select(needs).where(needs.c.need_id == need_id).with_for_update()
     row = (await conn.execute(query)).mappings().first()
     if row is None:
         return None

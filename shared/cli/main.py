@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 
 import typer
 
 from shared.cli.demo_commands import demo
 from shared.cli.kafka_commands import kafka_app
 from shared.cli.token_commands import token
+from shared.settings import REPO_ROOT
 
 SERVICES = ("pledge", "warehouse", "dispatch", "recipient", "audit")
 DEFAULT_PORTS = {"pledge": 8001, "warehouse": 8002, "dispatch": 8003, "recipient": 8004, "audit": 8005}
@@ -18,6 +20,14 @@ app = typer.Typer(help="aidtrail: follow donated relief materials from pledge to
 app.add_typer(kafka_app, name="kafka", help="Run the local Apache Kafka broker (KRaft).")
 app.command("token", help="Mint a development bearer token.")(token)
 app.command("demo", help="Run the Hubei 2020 scenario from pledge to audited delivery.")(demo)
+
+
+@app.command(help="Regenerate the generated sections of README.md (event catalogue, state table).")
+def docs(readme: Path = typer.Option(REPO_ROOT / "README.md")) -> None:
+    from shared.events.docs import update_readme
+
+    changed = update_readme(readme)
+    typer.echo(f"{readme}: {'updated' if changed else 'already current'}")
 
 
 @app.command(help="Run one service with uvicorn.")

@@ -56,6 +56,8 @@ class WriteOffStage(StrEnum):
 
 
 class BatchPledged(Payload):
+    """A donor pledged one line of goods: it becomes a tracked batch, expected at a warehouse."""
+
     event_type: ClassVar[str] = "org.aidtrail.batch.pledged.v1"
     pledge_id: Ident
     donor_id: Ident
@@ -71,6 +73,8 @@ class BatchPledged(Payload):
 
 
 class PledgeLineAmended(Payload):
+    """The donor changed a line before its goods were received."""
+
     event_type: ClassVar[str] = "org.aidtrail.batch.amended.v1"
     quantity: Quantity | None = None
     warehouse_id: Ident | None = None
@@ -79,6 +83,8 @@ class PledgeLineAmended(Payload):
 
 
 class PledgeLineCancelled(Payload):
+    """The donor cancelled a line before its goods were received."""
+
     event_type: ClassVar[str] = "org.aidtrail.batch.cancelled.v1"
     reason: Text
 
@@ -94,6 +100,8 @@ class BatchReceivedV1(Payload):
 
 
 class BatchReceived(Payload):
+    """The warehouse received the goods; any shortfall against the pledge is explicit, with a reason."""
+
     event_type: ClassVar[str] = "org.aidtrail.batch.received.v2"
     site_id: Ident
     quantity_received: Count
@@ -105,6 +113,8 @@ class BatchReceived(Payload):
 
 
 class BatchInspected(Payload):
+    """Quality control against the declared standard: accepted, rejected and quarantined add up to what was received."""
+
     event_type: ClassVar[str] = "org.aidtrail.batch.inspected.v1"
     inspector: ShortText
     standard_checked: ShortText
@@ -116,6 +126,8 @@ class BatchInspected(Payload):
 
 
 class QuarantineResolved(Payload):
+    """Quarantined goods were re-inspected: released into stock or rejected."""
+
     event_type: ClassVar[str] = "org.aidtrail.batch.quarantine-resolved.v1"
     inspector: ShortText
     released: Count
@@ -125,6 +137,8 @@ class QuarantineResolved(Payload):
 
 
 class BatchRedesignated(Payload):
+    """A designated batch may go to another recipient: who approved it and why."""
+
     event_type: ClassVar[str] = "org.aidtrail.batch.redesignated.v1"
     from_recipient_id: Ident | None
     to_recipient_id: Ident
@@ -133,6 +147,8 @@ class BatchRedesignated(Payload):
 
 
 class BatchAllocated(Payload):
+    """Stock was promised to a recipient's need."""
+
     event_type: ClassVar[str] = "org.aidtrail.batch.allocated.v1"
     allocation_id: Ident
     need_id: Ident
@@ -173,6 +189,8 @@ class BatchCreatedBySplit(Payload):
 
 
 class BatchPicked(Payload):
+    """The whole batch was picked for an allocation and is ready to ship."""
+
     event_type: ClassVar[str] = "org.aidtrail.batch.picked.v1"
     allocation_id: Ident
     quantity: Quantity
@@ -180,6 +198,8 @@ class BatchPicked(Payload):
 
 
 class BatchWrittenOff(Payload):
+    """Expired, damaged or lost goods left the record, in stock or in transit, with a reason."""
+
     event_type: ClassVar[str] = "org.aidtrail.batch.written-off.v1"
     quantity: Quantity
     reason: WriteOffReason
@@ -202,6 +222,8 @@ class BatchDispatched(Payload):
 
 
 class BatchArrivedAtHub(Payload):
+    """The batch arrived at a relay hub."""
+
     event_type: ClassVar[str] = "org.aidtrail.batch.arrived.v1"
     shipment_id: Ident
     leg_no: int = Field(ge=1, le=100)
@@ -209,6 +231,8 @@ class BatchArrivedAtHub(Payload):
 
 
 class BatchHandedOver(Payload):
+    """At a hub, one carrier handed the batch to another."""
+
     event_type: ClassVar[str] = "org.aidtrail.batch.handed-over.v1"
     shipment_id: Ident
     hub_site_id: Ident
@@ -218,6 +242,8 @@ class BatchHandedOver(Payload):
 
 
 class BatchDepartedHub(Payload):
+    """The batch left a relay hub on its next leg."""
+
     event_type: ClassVar[str] = "org.aidtrail.batch.departed.v1"
     shipment_id: Ident
     leg_no: int = Field(ge=1, le=100)
@@ -228,6 +254,8 @@ class BatchDepartedHub(Payload):
 
 
 class BatchDelivered(Payload):
+    """The batch was delivered to the recipient's site."""
+
     event_type: ClassVar[str] = "org.aidtrail.batch.delivered.v1"
     shipment_id: Ident
     site_id: Ident
@@ -236,6 +264,8 @@ class BatchDelivered(Payload):
 
 
 class ReceiptConfirmed(Payload):
+    """The recipient signed for the batch: received and damaged quantities, and a reason for any discrepancy."""
+
     event_type: ClassVar[str] = "org.aidtrail.batch.receipt-confirmed.v1"
     recipient_id: Ident
     quantity_received: Count

@@ -35,6 +35,8 @@ class Priority(StrEnum):
 
 
 class DonorRegistered(Payload):
+    """A company, association or person that pledges."""
+
     event_type: ClassVar[str] = "org.aidtrail.donor.registered.v1"
     donor_id: Ident
     name: ShortText
@@ -43,6 +45,8 @@ class DonorRegistered(Payload):
 
 
 class PledgeLineRef(Payload):
+    """One line of a pledge and the batch it became."""
+
     batch_id: Ident
     line_no: int = Field(ge=1)
     item: Ident
@@ -51,6 +55,8 @@ class PledgeLineRef(Payload):
 
 
 class PledgeRegistered(Payload):
+    """A pledge and the batches its lines became."""
+
     event_type: ClassVar[str] = "org.aidtrail.pledge.registered.v1"
     pledge_id: Ident
     donor_id: Ident
@@ -61,6 +67,8 @@ class PledgeRegistered(Payload):
 
 
 class SiteRegistered(Payload):
+    """A warehouse, relay hub or recipient facility."""
+
     event_type: ClassVar[str] = "org.aidtrail.site.registered.v1"
     site_id: Ident
     name: ShortText
@@ -71,6 +79,8 @@ class SiteRegistered(Payload):
 
 
 class RecipientRegistered(Payload):
+    """A hospital, health committee or civil-protection agency, frontline or not."""
+
     event_type: ClassVar[str] = "org.aidtrail.recipient.registered.v1"
     recipient_id: Ident
     name: ShortText
@@ -82,6 +92,8 @@ class RecipientRegistered(Payload):
 
 
 class NeedRegistered(Payload):
+    """A recipient's request for an item, with priority and deadline."""
+
     event_type: ClassVar[str] = "org.aidtrail.need.registered.v1"
     need_id: Ident
     recipient_id: Ident
@@ -92,6 +104,8 @@ class NeedRegistered(Payload):
 
 
 class NeedFulfilled(Payload):
+    """Confirmed receipts covered a need in full."""
+
     event_type: ClassVar[str] = "org.aidtrail.need.fulfilled.v1"
     need_id: Ident
     recipient_id: Ident
@@ -99,6 +113,8 @@ class NeedFulfilled(Payload):
 
 
 class ShipmentLeg(Payload):
+    """One leg of a shipment, with its carrier."""
+
     leg_no: int = Field(ge=1, le=100)
     from_site_id: Ident
     to_site_id: Ident
@@ -107,6 +123,8 @@ class ShipmentLeg(Payload):
 
 
 class ShipmentPlanned(Payload):
+    """A shipment of picked batches along legs from a warehouse, through hubs, to a recipient."""
+
     event_type: ClassVar[str] = "org.aidtrail.shipment.planned.v1"
     shipment_id: Ident
     recipient_id: Ident

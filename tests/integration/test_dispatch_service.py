@@ -240,6 +240,10 @@ async def test_shipment_through_the_relay_hub_with_a_carrier_handover(dispatch: 
         assert {e["source"] for e in events[5:]} == {"dispatch"}
 
     await _published_in_order(dispatch, journey)
+    batches = next(c for c in dispatch.service.runtime.consumers if c.name.endswith(".batches"))
+    await wait_until(lambda: _applied(batches, 20), what="dispatch to consume its own events back from Kafka")
+    for batch_id in ("b-masks", "b-suits"):
+        assert await dispatch.event_types(batch_id) == journey, "an echo of our own event is not applied twice"
 
 
 async def _published_in_order(dispatch: Dispatch, journey: list[str]) -> None:
@@ -292,8 +296,8 @@ async def test_loss_in_transit_is_written_off_and_delivered_plus_written_off_equ
         assert state["delivered"] + state["written_off_transit"] == state["dispatched"]
     assert await dispatch.event_types("b-kits") == [*TO_PICKED, "dispatched", "written-off", "delivered"]
     events = (await dispatch.service.get("/batches/b-kits/events")).json()
-    written_off = {key: value for key, value in damaged.items() if key != "batch_id"}
-    assert events[6]["data"] == {**written_off, "stage": "transit", "shipment_id": "shp-2"}
+    recorded = {key: value for key, value in damaged.items() if key != "batch_id"}
+    assert events[6]["data"] == {**recorded, "stage": "transit", "shipment_id": "shp-2"}
     shipment = (await dispatch.service.get("/shipments/shp-2")).json()
     assert [b["status"] for b in shipment["batches"]] == ["delivered", "written_off"]
 
@@ -338,6 +342,18 @@ async def test_a_batch_cannot_be_on_two_open_shipments(dispatch: Dispatch) -> No
     assert same_id.status_code == 409 and "shp-a is already taken" in error_of(same_id)["message"]
     listed = await dispatch.service.get("/shipments", params={"batch_id": "b-1"})
     assert [s["shipment_id"] for s in listed.json()["items"]] == ["shp-a"]
+
+
+async def test_concurrent_commands_on_the_same_goods_let_exactly_one_through(dispatch: Dispatch) -> None:
+    await dispatch.seed_batch("b-1", 10)
+    racing = await asyncio.gather(*(dispatch.plan(["b-1"], DIRECT, shipment_id=f"shp-{n}") for n in range(3)))
+    assert sorted(r.status_code for r in racing) == [201, 409, 409], [r.text for r in racing]
+    winner = next(r.json()["shipment_id"] for r in racing if r.status_code == 201)
+    assert (await dispatch.service.get("/shipments")).json()["total"] == 1
+
+    dispatched = await asyncio.gather(*(dispatch.move(winner, "dispatch") for _ in range(3)))
+    assert sorted(r.status_code for r in dispatched) == [200, 409, 409], [r.text for r in dispatched]
+    assert await dispatch.event_types("b-1") == [*TO_PICKED, "dispatched"]
 
 
 async def test_out_of_order_movement_is_a_409_naming_current_states_and_what_is_next(dispatch: Dispatch) -> None:

@@ -10,13 +10,13 @@ from collections.abc import Mapping
 
 import pytest
 
-from services.dispatch import domain
+from services.dispatch import domain, movement
 from services.dispatch.domain import Action, LegStatus, Progress, ShipmentStatus
 from shared.domain.batch_fold import apply, fold
 from shared.domain.batch_state import BatchState, BatchStatus
 from shared.domain.errors import Conflict, IllegalTransition, RuleViolation
 from shared.events import batch_events as ev
-from shared.events.reference_events import SiteKind
+from shared.events.reference_events import ShipmentLeg, SiteKind
 
 WAREHOUSE = "wh-wuhan-1"
 HUB = "hub-xiantao"
@@ -34,7 +34,7 @@ SITES: dict[str, SiteKind] = {
 }
 
 
-def legs(*route: tuple[str, str], carriers: tuple[str, ...] = ()) -> tuple[domain.ShipmentLeg, ...]:
+def legs(*route: tuple[str, str], carriers: tuple[str, ...] = ()) -> tuple[ShipmentLeg, ...]:
     names = carriers or tuple(f"carrier-{n}" for n in range(1, len(route) + 1))
     return domain.number_legs([(a, b, names[n], f"truck-{n + 1}") for n, (a, b) in enumerate(route)])
 
@@ -65,19 +65,19 @@ def picked_batch(
     return state
 
 
-def planned(route: tuple[domain.ShipmentLeg, ...] = VIA_HUB) -> Progress:
+def planned(route: tuple[ShipmentLeg, ...] = VIA_HUB) -> Progress:
     return Progress(shipment_id="shp-1", recipient_id=RECIPIENT, status=ShipmentStatus.PLANNED, legs=route)
 
 
 def run(
-    progress: Progress, command: domain.Command, states: Mapping[str, BatchState]
+    progress: Progress, command: movement.Command, states: Mapping[str, BatchState]
 ) -> tuple[Progress, dict[str, BatchState], list[ev.Payload]]:
     """Decide, then apply the events through the fold, as the event store and batch view would."""
-    movement = domain.move(progress, command, states)
+    moved = movement.move(progress, command, states)
     after = dict(states)
-    for batch_id, payload in movement.events:
+    for batch_id, payload in moved.events:
         after[batch_id] = apply(after[batch_id], payload, batch_id)
-    return movement.progress, after, [payload for _, payload in movement.events]
+    return moved.progress, after, [payload for _, payload in moved.events]
 
 
 # --- route -------------------------------------------------------------------------------------------------
@@ -95,7 +95,7 @@ def test_legs_are_numbered_in_request_order() -> None:
     [legs((WAREHOUSE, FACILITY)), VIA_HUB, legs((WAREHOUSE, HUB), (HUB, HUB_2), (HUB_2, FACILITY))],
     ids=["direct", "one-hub", "two-hubs"],
 )
-def test_a_route_from_warehouse_through_hubs_to_the_facility_is_accepted(route: tuple[domain.ShipmentLeg, ...]) -> None:
+def test_a_route_from_warehouse_through_hubs_to_the_facility_is_accepted(route: tuple[ShipmentLeg, ...]) -> None:
     domain.check_route(route, SITES, FACILITY)
 
 
@@ -111,7 +111,7 @@ def test_a_route_from_warehouse_through_hubs_to_the_facility_is_accepted(route: 
     ],
     ids=["not-chained", "starts-at-hub", "stops-at-warehouse", "wrong-end", "goes-nowhere", "loop"],
 )
-def test_a_bad_route_is_refused_saying_what_is_wrong(route: tuple[domain.ShipmentLeg, ...], expected: str) -> None:
+def test_a_bad_route_is_refused_saying_what_is_wrong(route: tuple[ShipmentLeg, ...], expected: str) -> None:
     with pytest.raises(RuleViolation) as refused:
         domain.check_route(route, SITES, FACILITY)
     assert expected in refused.value.message
@@ -194,7 +194,7 @@ def test_allowed_actions_follow_the_shipment_along_its_route() -> None:
 def test_deliver_before_dispatch_is_a_409_naming_shipment_and_batch_states() -> None:
     states = {"b-1": picked_batch("b-1")}
     with pytest.raises(IllegalTransition) as refused:
-        domain.move(planned(), domain.Deliver(), states)
+        movement.move(planned(), movement.Deliver(), states)
     error = refused.value
     assert error.status_code == 409
     assert error.current_state == "planned"
@@ -204,24 +204,24 @@ def test_deliver_before_dispatch_is_a_409_naming_shipment_and_batch_states() -> 
 
 
 def test_arriving_at_the_recipients_facility_is_refused_with_a_hint_to_deliver() -> None:
-    progress, states, _ = run(planned(legs((WAREHOUSE, FACILITY))), domain.Dispatch(), {"b-1": picked_batch()})
+    progress, states, _ = run(planned(legs((WAREHOUSE, FACILITY))), movement.Dispatch(), {"b-1": picked_batch()})
     with pytest.raises(IllegalTransition) as refused:
-        domain.move(progress, domain.Arrive(), states)
+        movement.move(progress, movement.Arrive(), states)
     assert "ends at the recipient's facility: use deliver" in refused.value.message
     assert refused.value.allowed == ["deliver", "write-off"]
 
 
 def test_delivering_on_a_leg_that_ends_at_a_hub_says_to_arrive_first() -> None:
-    progress, states, _ = run(planned(), domain.Dispatch(), {"b-1": picked_batch()})
+    progress, states, _ = run(planned(), movement.Dispatch(), {"b-1": picked_batch()})
     with pytest.raises(IllegalTransition, match="ends at relay hub hub-xiantao: arrive first"):
-        domain.move(progress, domain.Deliver(), states)
+        movement.move(progress, movement.Deliver(), states)
 
 
 def test_arriving_twice_is_refused() -> None:
-    progress, states, _ = run(planned(), domain.Dispatch(), {"b-1": picked_batch()})
-    progress, states, _ = run(progress, domain.Arrive(), states)
+    progress, states, _ = run(planned(), movement.Dispatch(), {"b-1": picked_batch()})
+    progress, states, _ = run(progress, movement.Arrive(), states)
     with pytest.raises(IllegalTransition) as refused:
-        domain.move(progress, domain.Arrive(), states)
+        movement.move(progress, movement.Arrive(), states)
     assert refused.value.current_state == "at_hub"
     assert "b-1 at_hub" in refused.value.message
 
@@ -244,51 +244,51 @@ def test_acting_sites_are_where_the_goods_are_or_arrive() -> None:
 
 def test_a_shipment_through_a_hub_with_a_handover_makes_the_events_in_order() -> None:
     states = {"b-1": picked_batch("b-1", 100), "b-2": picked_batch("b-2", 40)}
-    progress, states, made = run(planned(), domain.Dispatch(), states)
+    progress, states, made = run(planned(), movement.Dispatch(), states)
     assert [type(p) for p in made] == [ev.BatchDispatched, ev.BatchDispatched]
     assert [p.quantity for p in made if isinstance(p, ev.BatchDispatched)] == [100, 40]
     assert (progress.status, progress.carrier, progress.vehicle) == (ShipmentStatus.IN_TRANSIT, "SF Express", "truck-1")
 
-    progress, states, made = run(progress, domain.Arrive(), states)
+    progress, states, made = run(progress, movement.Arrive(), states)
     assert made[0] == ev.BatchArrivedAtHub(shipment_id="shp-1", leg_no=1, hub_site_id=HUB)
     assert domain.current_site(progress) == HUB
 
-    progress, states, made = run(progress, domain.Handover(to_carrier="China Post EMS", vehicle="E-1"), states)
+    progress, states, made = run(progress, movement.Handover(to_carrier="China Post EMS", vehicle="E-1"), states)
     assert made[0] == ev.BatchHandedOver(
         shipment_id="shp-1", hub_site_id=HUB, from_carrier="SF Express", to_carrier="China Post EMS", vehicle="E-1"
     )
 
-    progress, states, made = run(progress, domain.Depart(), states)
+    progress, states, made = run(progress, movement.Depart(), states)
     departed = made[0]
     assert isinstance(departed, ev.BatchDepartedHub)
     assert (departed.leg_no, departed.hub_site_id, departed.to_site_id) == (2, HUB, FACILITY)
     assert (departed.carrier, departed.vehicle) == ("China Post EMS", "E-1"), "the handover overrides the plan"
 
-    progress, states, made = run(progress, domain.Deliver(), states)
+    progress, states, made = run(progress, movement.Deliver(), states)
     assert [p.quantity for p in made if isinstance(p, ev.BatchDelivered)] == [100, 40]
     assert progress.status is ShipmentStatus.DELIVERED
     assert all(s.status is BatchStatus.DELIVERED and s.location_site_id == FACILITY for s in states.values())
 
 
 def test_without_a_handover_the_next_leg_leaves_with_its_planned_carrier() -> None:
-    progress, states, _ = run(planned(), domain.Dispatch(), {"b-1": picked_batch()})
-    progress, states, _ = run(progress, domain.Arrive(), states)
-    progress, _, made = run(progress, domain.Depart(), states)
+    progress, states, _ = run(planned(), movement.Dispatch(), {"b-1": picked_batch()})
+    progress, states, _ = run(progress, movement.Arrive(), states)
+    progress, _, made = run(progress, movement.Depart(), states)
     assert isinstance(made[0], ev.BatchDepartedHub)
     assert (made[0].carrier, made[0].vehicle) == ("JD Logistics", "truck-2")
     assert (progress.current_leg_no, progress.carrier) == (2, "JD Logistics")
 
 
 def test_handing_over_to_the_carrier_that_already_holds_the_goods_is_refused() -> None:
-    progress, states, _ = run(planned(), domain.Dispatch(), {"b-1": picked_batch()})
-    progress, states, _ = run(progress, domain.Arrive(), states)
+    progress, states, _ = run(planned(), movement.Dispatch(), {"b-1": picked_batch()})
+    progress, states, _ = run(progress, movement.Arrive(), states)
     with pytest.raises(RuleViolation, match="already held by SF Express"):
-        domain.move(progress, domain.Handover(to_carrier="SF Express"), states)
+        movement.move(progress, movement.Handover(to_carrier="SF Express"), states)
 
 
 def test_a_loss_in_transit_leaves_the_rest_to_be_delivered_and_quantities_add_up() -> None:
-    progress, states, _ = run(planned(), domain.Dispatch(), {"b-1": picked_batch("b-1", 100)})
-    lost = domain.WriteOff(batch_id="b-1", quantity=30, reason=ev.WriteOffReason.LOST, note="pallet missing")
+    progress, states, _ = run(planned(), movement.Dispatch(), {"b-1": picked_batch("b-1", 100)})
+    lost = movement.WriteOff(batch_id="b-1", quantity=30, reason=ev.WriteOffReason.LOST, note="pallet missing")
     progress, states, made = run(progress, lost, states)
     assert made == [
         ev.BatchWrittenOff(
@@ -300,37 +300,37 @@ def test_a_loss_in_transit_leaves_the_rest_to_be_delivered_and_quantities_add_up
         )
     ]
     assert progress.status is ShipmentStatus.IN_TRANSIT
-    progress, states, _ = run(progress, domain.Arrive(), states)
-    progress, states, _ = run(progress, domain.Depart(), states)
-    progress, states, made = run(progress, domain.Deliver(), states)
+    progress, states, _ = run(progress, movement.Arrive(), states)
+    progress, states, _ = run(progress, movement.Depart(), states)
+    progress, states, made = run(progress, movement.Deliver(), states)
     batch = states["b-1"]
     assert isinstance(made[0], ev.BatchDelivered) and made[0].quantity == 70
     assert batch.delivered + batch.written_off_transit == batch.dispatched == 100
 
 
 def test_writing_off_more_than_is_in_transit_is_refused_by_the_fold() -> None:
-    progress, states, _ = run(planned(), domain.Dispatch(), {"b-1": picked_batch("b-1", 10)})
-    too_much = domain.WriteOff(batch_id="b-1", quantity=11, reason=ev.WriteOffReason.DAMAGED, note="crushed")
+    progress, states, _ = run(planned(), movement.Dispatch(), {"b-1": picked_batch("b-1", 10)})
+    too_much = movement.WriteOff(batch_id="b-1", quantity=11, reason=ev.WriteOffReason.DAMAGED, note="crushed")
     with pytest.raises(RuleViolation, match="only 10 are in transit"):
-        domain.move(progress, too_much, states)
+        movement.move(progress, too_much, states)
 
 
 def test_writing_off_a_batch_that_is_not_on_the_shipment_is_refused() -> None:
-    progress, states, _ = run(planned(), domain.Dispatch(), {"b-1": picked_batch("b-1")})
-    stray = domain.WriteOff(batch_id="b-9", quantity=1, reason=ev.WriteOffReason.LOST, note="?")
+    progress, states, _ = run(planned(), movement.Dispatch(), {"b-1": picked_batch("b-1")})
+    stray = movement.WriteOff(batch_id="b-9", quantity=1, reason=ev.WriteOffReason.LOST, note="?")
     with pytest.raises(RuleViolation, match="batch b-9 is not on shipment shp-1; its batches are b-1"):
-        domain.move(progress, stray, states)
+        movement.move(progress, stray, states)
 
 
 def test_batches_written_off_whole_stay_behind_and_close_the_shipment_when_none_is_left() -> None:
     states = {"b-1": picked_batch("b-1", 10), "b-2": picked_batch("b-2", 5)}
-    progress, states, _ = run(planned(), domain.Dispatch(), states)
-    whole = domain.WriteOff(batch_id="b-1", quantity=10, reason=ev.WriteOffReason.LOST, note="truck stolen")
+    progress, states, _ = run(planned(), movement.Dispatch(), states)
+    whole = movement.WriteOff(batch_id="b-1", quantity=10, reason=ev.WriteOffReason.LOST, note="truck stolen")
     progress, states, _ = run(progress, whole, states)
     assert progress.status is ShipmentStatus.IN_TRANSIT
-    _, _, made = run(progress, domain.Arrive(), states)
+    _, _, made = run(progress, movement.Arrive(), states)
     assert len(made) == 1, "only b-2 still moves"
-    rest = domain.WriteOff(batch_id="b-2", quantity=5, reason=ev.WriteOffReason.DAMAGED, note="flooded")
+    rest = movement.WriteOff(batch_id="b-2", quantity=5, reason=ev.WriteOffReason.DAMAGED, note="flooded")
     progress, states, _ = run(progress, rest, states)
     assert progress.status is ShipmentStatus.WRITTEN_OFF
     assert domain.allowed_actions(progress) == []
@@ -343,7 +343,7 @@ def test_a_shipment_whose_every_batch_was_written_off_at_the_warehouse_cannot_be
         "b-1",
     )
     with pytest.raises(Conflict, match="nothing left to move"):
-        domain.move(planned(), domain.Dispatch(), {"b-1": state})
+        movement.move(planned(), movement.Dispatch(), {"b-1": state})
 
 
 # --- legs table --------------------------------------------------------------------------------------------
@@ -352,14 +352,14 @@ def test_a_shipment_whose_every_batch_was_written_off_at_the_warehouse_cannot_be
 def test_leg_changes_record_departures_and_arrivals() -> None:
     states = {"b-1": picked_batch()}
     start = planned()
-    on_road, states, _ = run(start, domain.Dispatch(), states)
-    assert domain.leg_change(start, on_road) == domain.LegChange(1, LegStatus.IN_TRANSIT, "SF Express", "truck-1")
-    at_hub, states, _ = run(on_road, domain.Arrive(), states)
-    assert domain.leg_change(on_road, at_hub) == domain.LegChange(1, LegStatus.ARRIVED)
-    handed, states, _ = run(at_hub, domain.Handover(to_carrier="EMS"), states)
-    assert domain.leg_change(at_hub, handed) is None
-    leg_2, states, _ = run(handed, domain.Depart(), states)
-    assert domain.leg_change(handed, leg_2) == domain.LegChange(2, LegStatus.IN_TRANSIT, "EMS", None)
-    done, _, _ = run(leg_2, domain.Deliver(), states)
-    assert domain.leg_change(leg_2, done) == domain.LegChange(2, LegStatus.DELIVERED)
+    on_road, states, _ = run(start, movement.Dispatch(), states)
+    assert movement.leg_change(start, on_road) == movement.LegChange(1, LegStatus.IN_TRANSIT, "SF Express", "truck-1")
+    at_hub, states, _ = run(on_road, movement.Arrive(), states)
+    assert movement.leg_change(on_road, at_hub) == movement.LegChange(1, LegStatus.ARRIVED)
+    handed, states, _ = run(at_hub, movement.Handover(to_carrier="EMS"), states)
+    assert movement.leg_change(at_hub, handed) is None
+    leg_2, states, _ = run(handed, movement.Depart(), states)
+    assert movement.leg_change(handed, leg_2) == movement.LegChange(2, LegStatus.IN_TRANSIT, "EMS", None)
+    done, _, _ = run(leg_2, movement.Deliver(), states)
+    assert movement.leg_change(leg_2, done) == movement.LegChange(2, LegStatus.DELIVERED)
     assert domain.current_site(done) == FACILITY

@@ -80,8 +80,11 @@ def _create_shipment_tables() -> None:
     op.create_table(
         "shipment_batches",
         sa.Column("shipment_id", sa.String(120), primary_key=True),
-        sa.Column("batch_id", sa.String(120), primary_key=True, index=True),
+        sa.Column("batch_id", sa.String(120), primary_key=True),
         sa.Column("position", sa.Integer, nullable=False),
+        # A batch ships once: delivered and written-off batches are final and there is no cancelling a plan, so
+        # this also keeps two concurrent plans from putting one batch on two open shipments.
+        sa.UniqueConstraint("batch_id", name="uq_shipment_batches_batch"),
     )
 
 
