@@ -34,20 +34,21 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """`checked` is the figure the target applies to: the ratio, or an absolute value such as p99 in ms."""
+    """`checked` is the figure the target applies to: the ratio, or an absolute value such as p99 in seconds."""
 
     what: str
     ours: str
     baseline: str
     ratio: float
-    target: Target
+    target: Target | None
     checked: float
     notes: str = ""
     extra: dict[str, float] = field(default_factory=dict)
 
     @property
-    def met(self) -> bool:
-        return self.target.met(self.checked)
+    def met(self) -> bool | None:
+        """None for a context row (no target of its own, e.g. p50 next to the p99 that has one)."""
+        return None if self.target is None else self.target.met(self.checked)
 
 
 def ratio(ours: float, baseline: float) -> float:

@@ -60,7 +60,7 @@ async def batch_detail(settings: Settings, batch_id: str, options: AuditOptions 
         as_of=format_time(options.as_of) if options.as_of else None,
         state=state_to_json(track.state),
         timeline=[entry(t) for t in transitions.get(batch_id, [])],
-        custody=custody(_custody_path(path, transitions)),
+        custody=custody(custody_path(path, transitions)),
         lineage=lineage(result.tracks, batch_id),
         findings=findings_about(result, batch_id),
     )
@@ -88,7 +88,7 @@ async def collect_transitions(
     return found
 
 
-def _custody_path(path: list[str], transitions: dict[str, list[Transition]]) -> list[Transition]:
+def custody_path(path: list[str], transitions: dict[str, list[Transition]]) -> list[Transition]:
     """Each ancestor's transitions up to the split that created the next batch on the path, then the batch's own."""
     steps: list[Transition] = []
     for ancestor, next_batch in pairwise(path):

@@ -9,13 +9,16 @@ explicit timestamps so that "as of T" replays can be tested against moments the 
 from __future__ import annotations
 
 import asyncio
+import heapq
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from services.audit.records import to_millis
+from services.audit.records import LogRecord, decode, merge_key, to_millis
+from services.audit.replay import AuditOptions, AuditResult, TransitionHook, audit_records
 from shared.events.batch_events import Payload
 from shared.events.envelope import GENESIS_HASH, Envelope, encode_data, new_event_id, to_headers
 from shared.events.registry import BATCH_EVENT_TYPES, payload_data
@@ -56,25 +59,39 @@ class CraftedLog:
         self, source: str, subject: str, payload: Payload, at: datetime | None = None, actor: str | None = None
     ) -> Envelope:
         """Append a correctly chained event of `source` about `subject` (a batch id or a reference entity id)."""
+        return self.emit_data(source, subject, payload.event_type, payload_data(payload), at, actor)
+
+    def emit_data(
+        self,
+        source: str,
+        subject: str,
+        event_type: str,
+        data: dict[str, Any],
+        at: datetime | None = None,
+        actor: str | None = None,
+    ) -> Envelope:
+        """Like `emit` for any type and data, valid or not: the chain is correct, the content is the caller's."""
         moment = at or self.clock
         self.clock = moment + self.step
         chain = self.chains.setdefault(source, _Chain())
         chain.sequence += 1
         envelope = Envelope(
-            type=payload.event_type,
+            type=event_type,
             source=source,
             subject=subject,
-            data=payload_data(payload),
+            data=data,
             actor=actor or f"operator:{source}-clerk",
             correlation_id=new_event_id(),
             time=moment,
         ).chained(chain.sequence, chain.prev_hash)
         chain.prev_hash = envelope.content_hash()
-        self.records.append(CraftedRecord(self.topic_for(envelope.type), subject, envelope, to_millis(moment)))
+        self.records.append(CraftedRecord(self.topic_for(event_type), subject, envelope, to_millis(moment)))
         return envelope
 
     def topic_for(self, event_type: str) -> str:
-        return self.settings.batch_topic if event_type in BATCH_EVENT_TYPES else self.settings.reference_topic
+        """Batch events (known or not: `org.aidtrail.batch.*`) go to the batch topic, the rest to the reference."""
+        is_batch = event_type in BATCH_EVENT_TYPES or event_type.startswith("org.aidtrail.batch.")
+        return self.settings.batch_topic if is_batch else self.settings.reference_topic
 
     # --- tampering ------------------------------------------------------------------------------------------
 
@@ -116,6 +133,41 @@ class CraftedLog:
         """Create the topics and produce every record in list order; returns how many were sent."""
         await ensure_topics(self.settings)
         return await publish_records(self.settings, self.records)
+
+
+def offline_records(records: list[CraftedRecord], partitions: int = 6) -> list[LogRecord]:
+    """The records as the auditor would read them from Kafka, without Kafka: one partition per key (assigned in
+    order of appearance), offsets in list order, merged by timestamp like the reader merges partitions."""
+    partition_of: dict[tuple[str, str], int] = {}
+    offsets: dict[tuple[str, int], int] = {}
+    decoded = []
+    for record in records:
+        partition = partition_of.setdefault((record.topic, record.key), len(partition_of) % partitions)
+        offset = offsets.get((record.topic, partition), 0)
+        offsets[(record.topic, partition)] = offset + 1
+        where = {"topic": record.topic, "partition": partition, "offset": offset, "timestamp": record.timestamp_ms}
+        decoded.append(decode(SimpleNamespace(**where, key=record.key.encode(), **_raw_parts(record))))
+    return _merged(decoded)
+
+
+def _raw_parts(record: CraftedRecord) -> dict[str, Any]:
+    args = _record_args(record)
+    return {"value": args["value"], "headers": args["headers"]}
+
+
+def _merged(records: list[LogRecord]) -> list[LogRecord]:
+    """Merged exactly as LogReader merges: log order within a partition, the smallest head across them."""
+    partitions: dict[tuple[str, int], list[LogRecord]] = {}
+    for record in records:
+        partitions.setdefault((record.topic, record.partition), []).append(record)
+    return list(heapq.merge(*partitions.values(), key=merge_key))
+
+
+def audit_offline(
+    log: CraftedLog, options: AuditOptions | None = None, hook: TransitionHook | None = None
+) -> AuditResult:
+    """Audit a crafted log without Kafka, exactly as `replay` would audit it once published."""
+    return audit_records(log.settings, offline_records(log.records), options, hook)
 
 
 async def publish_records(settings: Settings, records: list[CraftedRecord]) -> int:

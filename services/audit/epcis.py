@@ -34,10 +34,12 @@ from urllib.parse import quote
 
 import orjson
 
+from services.audit.replay import AuditOptions, AuditResult, replay
 from services.audit.tracker import Transition
-from shared.domain.batch_state import BatchState, BatchStatus
+from shared.domain.batch_state import BatchState
 from shared.events import batch_events as ev
 from shared.events.envelope import format_time
+from shared.settings import Settings
 
 EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/epcis-context.jsonld"
 EXTENSION_PREFIX = "aidtrail"
@@ -89,11 +91,10 @@ class _Mapper:
             case ev.BatchReceived():
                 yield self._received(p)
             case ev.BatchInspected():
-                yield from self._outcomes("inspecting", self.after.location_site_id, conformant=p.accepted,
-                                          non_conformant=p.rejected, unavailable=p.quarantined)  # fmt: skip
+                outcomes = {"conformant": p.accepted, "non_conformant": p.rejected, "unavailable": p.quarantined}
+                yield from self._outcomes("inspecting", outcomes)
             case ev.QuarantineResolved():
-                yield from self._outcomes("inspecting", self.after.location_site_id, conformant=p.released,
-                                          non_conformant=p.rejected)  # fmt: skip
+                yield from self._outcomes("inspecting", {"conformant": p.released, "non_conformant": p.rejected})
             case ev.BatchSplit():
                 yield self._split(p)
             case ev.BatchPicked():
@@ -111,8 +112,8 @@ class _Mapper:
             case ev.BatchDelivered():
                 yield self._delivered(p)
             case ev.ReceiptConfirmed():
-                yield from self._outcomes("receiving", self.after.location_site_id, available=p.quantity_received,
-                                          damaged=p.quantity_damaged)  # fmt: skip
+                received = {"available": p.quantity_received, "damaged": p.quantity_damaged}
+                yield from self._outcomes("receiving", received)
 
     # --- builders --------------------------------------------------------------------------------------------
 
@@ -174,10 +175,11 @@ class _Mapper:
         event["destinationList"] = [{"type": "location", "destination": urn("site", p.site_id)}]
         return event
 
-    def _outcomes(self, biz_step: str, site_id: str | None, **quantities: int) -> Iterator[Event]:
+    def _outcomes(self, biz_step: str, quantities: dict[str, int]) -> Iterator[Event]:
+        """One event per disposition: EPCIS gives each event one disposition, an inspection has several."""
         for disposition, quantity in quantities.items():
             if quantity:
-                yield self._at(self._object("OBSERVE", quantity, biz_step, disposition), site_id)
+                yield self._at(self._object("OBSERVE", quantity, biz_step, disposition), self.after.location_site_id)
 
     def _split(self, p: ev.BatchSplit) -> Event:
         event = self._base("TransformationEvent")
@@ -242,5 +244,11 @@ class EpcisWriter:
         self.out.write(b"]}}")
 
 
-def is_final(state: BatchState) -> bool:
-    return state.status in (BatchStatus.CONFIRMED, BatchStatus.CANCELLED, BatchStatus.WRITTEN_OFF)
+async def export_epcis(
+    settings: Settings, out: IO[bytes], options: AuditOptions | None = None
+) -> tuple[AuditResult, int]:
+    """Replay the log (checks included) while streaming its EPCIS document to `out`; returns the event count."""
+    writer = EpcisWriter(out)
+    result = await replay(settings, options=options, hook=writer.write)
+    writer.close()
+    return result, writer.count

@@ -26,7 +26,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.audit.records import LogRecord, decode, to_millis
+from services.audit.records import LogRecord, decode, merge_key, to_millis
 from shared.messaging.kafka_config import connection_options
 from shared.settings import Settings
 
@@ -214,6 +214,4 @@ class LogReader:
 
 
 def _head_key(partition: _Partition) -> tuple[int, int, int]:
-    head = partition.buffer[0]
-    sequence = head.envelope.sequence if head.envelope and head.envelope.sequence is not None else 0
-    return (head.timestamp_ms, sequence, partition.index)
+    return (*merge_key(partition.buffer[0]), partition.index)

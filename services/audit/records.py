@@ -50,3 +50,10 @@ def to_millis(moment: datetime) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
+
+
+def merge_key(record: LogRecord) -> tuple[int, int]:
+    """Order of the merged log across partitions: record timestamp, then the writer's sequence, so that one
+    service's events stamped in the same millisecond still come out in chain order."""
+    sequence = record.envelope.sequence if record.envelope and record.envelope.sequence is not None else 0
+    return (record.timestamp_ms, sequence)

@@ -7,8 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.dispatch.api import router
-from services.dispatch.projections import reference_handler
-from shared.projections.batch_view import replicate_batches
+from services.dispatch.projections import reference_handler, replicate_batches_forward
 from shared.settings import Settings
 from shared.web import batch_routes
 from shared.web.app_factory import create_app
@@ -27,7 +26,7 @@ SPEC = ServiceSpec(
         ConsumerSpec(
             name="batches",
             topics=lambda settings: [settings.batch_topic],
-            handler=lambda runtime: replicate_batches(runtime.store),
+            handler=lambda runtime: replicate_batches_forward(runtime.store),
         ),
         ConsumerSpec(
             name="reference",

@@ -17,9 +17,11 @@ from services.warehouse.api_common import (
     READERS,
     REFUSALS,
     append_decisions,
+    load_for_command,
     new_id,
     run_command,
 )
+from services.warehouse.projections import lock_batches
 from services.warehouse.queries import batch_ids_at, load_states, need_for_allocation, need_out, needs_query, open_needs
 from services.warehouse.schemas import (
     AllocateIn,
@@ -37,7 +39,7 @@ from services.warehouse.tables import allocations
 from shared.domain.batch_state import BatchStatus
 from shared.domain.errors import NotFound
 from shared.web.auth import SITE_SCOPED_ROLES, Principal, ensure_site_access
-from shared.web.commands import Outcome, load_batch
+from shared.web.commands import Outcome
 from shared.web.pagination import Page, PageParams, page_params
 from shared.web.runtime import ServiceRuntime, get_runtime
 
@@ -79,6 +81,7 @@ async def run_allocation(
 
     async def decide(conn: AsyncConnection) -> Outcome:
         batch_ids = await batch_ids_at(conn, RUN_STATUSES, site_ids, body.item)
+        await lock_batches(conn, batch_ids)
         states, versions = await load_states(conn, runtime.store, batch_ids)
         needs = await open_needs(conn, sorted({state.item for state in states}))
         plan = allocation.plan(states, needs, utc_today(), lambda: new_id("alloc"))
@@ -129,7 +132,7 @@ async def allocate_batch(
     runtime: ServiceRuntime = Depends(get_runtime),
 ) -> JSONResponse:
     async def decide(conn: AsyncConnection) -> Outcome:
-        state, version = await load_batch(runtime, conn, batch_id)
+        state, version = await load_for_command(runtime, conn, batch_id)
         ensure_site_access(principal, domain.site_of(state))
         need = await need_for_allocation(conn, body.need_id)
         decision = domain.allocate(state, need, body.quantity, new_id("alloc"), utc_today())
@@ -155,7 +158,7 @@ async def pick_allocation(
 ) -> JSONResponse:
     async def decide(conn: AsyncConnection) -> Outcome:
         batch_id = await _batch_holding(conn, allocation_id)
-        state, version = await load_batch(runtime, conn, batch_id)
+        state, version = await load_for_command(runtime, conn, batch_id)
         ensure_site_access(principal, domain.site_of(state))
         decisions = domain.pick(state, allocation_id, body.picker)
         expected = [version] + [0] * (len(decisions) - 1)  # a child stream starts empty

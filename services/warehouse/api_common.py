@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.warehouse.domain import Decision, site_of
-from services.warehouse.projections import sync_allocations
+from services.warehouse.projections import lock_batches, sync_allocations
 from services.warehouse.schemas import BatchCommandResult
 from shared.domain.batch_fold import allowed_events
 from shared.domain.batch_state import BatchState
@@ -32,7 +32,7 @@ READERS = current_principal
 IDEMPOTENCY = Header(
     None,
     alias="Idempotency-Key",
-    max_length=200,
+    max_length=100,  # stored with the service name and the caller's identity in a 200-character column
     description="Repeat a request safely: the same key returns the first answer and writes nothing again.",
 )
 
@@ -111,8 +111,10 @@ async def run_command(
 
 
 async def load_for_command(
-    runtime: ServiceRuntime, conn: AsyncConnection, batch_id: str, not_found: str | None
+    runtime: ServiceRuntime, conn: AsyncConnection, batch_id: str, not_found: str | None = None
 ) -> tuple[BatchState, int]:
+    """The batch, locked against a consumer refolding it concurrently (see `lock_batches`)."""
+    await lock_batches(conn, [batch_id])
     try:
         return await load_batch(runtime, conn, batch_id)
     except NotFound:

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 
 from services.warehouse import domain
 from services.warehouse.api_common import ADMINS, IDEMPOTENCY, OPERATORS, REFUSALS, batch_command
+from services.warehouse.queries import require_recipient
 from services.warehouse.schemas import (
     BatchCommandResult,
     InspectIn,
@@ -113,6 +114,9 @@ async def redesignate_batch(
     idempotency_key: str | None = IDEMPOTENCY,
     runtime: ServiceRuntime = Depends(get_runtime),
 ) -> JSONResponse:
+    async with runtime.database.read() as conn:
+        await require_recipient(conn, body.to_recipient_id)
+
     def decide(state: BatchState) -> domain.Decision:
         return domain.redesignate(state, body.to_recipient_id, body.approved_by, body.reason)
 

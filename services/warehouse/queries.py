@@ -17,7 +17,7 @@ from services.warehouse.projections import NEED_OPEN
 from services.warehouse.schemas import NeedOut
 from services.warehouse.tables import allocations, needs, recipients
 from shared.domain.batch_state import BatchState
-from shared.domain.errors import Conflict, NotFound
+from shared.domain.errors import Conflict, NotFound, RuleViolation
 from shared.events.envelope import parse_time
 from shared.projections.batch_view import batch_view, fold_stored
 from shared.store.event_store import EventStore
@@ -105,13 +105,26 @@ def open_need(need: NeedOut) -> OpenNeed:
     )
 
 
+async def lock_needs(conn: AsyncConnection, where: sa.ColumnElement[bool]) -> None:
+    """Serialise commands that allocate to the same needs, so two of them never both fill what one need lacks.
+
+    Allocations of different batches touch different streams, so optimistic concurrency cannot catch this race.
+    SQLite already runs one writer at a time (BEGIN IMMEDIATE); on PostgreSQL the need rows are locked, in id
+    order so that two commands can never deadlock, before what they still lack is read.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.select(needs.c.need_id).where(where).order_by(needs.c.need_id).with_for_update())
+
+
 async def open_needs(conn: AsyncConnection, items: Sequence[str]) -> list[OpenNeed]:
-    """Needs not yet fulfilled that still lack something, for the given items."""
+    """Needs not yet fulfilled that still lack something, for the given items (locked for the command)."""
+    await lock_needs(conn, sa.and_(needs.c.item.in_(list(items)), needs.c.status == NEED_OPEN))
     query = needs_query(status=NEED_OPEN, unmet=True).where(needs.c.item.in_(list(items)))
     return [open_need(need_out(row)) for row in (await conn.execute(query)).mappings()]
 
 
 async def need_for_allocation(conn: AsyncConnection, need_id: str) -> OpenNeed:
+    await lock_needs(conn, needs.c.need_id == need_id)
     row = (await conn.execute(needs_query().where(needs.c.need_id == need_id))).mappings().first()
     if row is None:
         raise NotFound(
@@ -122,6 +135,18 @@ async def need_for_allocation(conn: AsyncConnection, need_id: str) -> OpenNeed:
     if need.status != NEED_OPEN:
         raise Conflict(f"need {need_id} is {need.status}; allocate to one of the open needs in GET /needs")
     return open_need(need)
+
+
+async def require_recipient(conn: AsyncConnection, recipient_id: str) -> None:
+    """A designation to a mistyped recipient would lock the batch to nobody; refuse it instead."""
+    if (
+        await conn.execute(sa.select(recipients.c.recipient_id).where(recipients.c.recipient_id == recipient_id))
+    ).first():
+        return
+    raise RuleViolation(
+        f"recipient {recipient_id} is not known to the warehouse; check the id (GET /needs lists known "
+        "recipients' needs), or wait until its registration has arrived from the recipient service"
+    )
 
 
 # --- batches -------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from shared.scenario.hubei2020 import Hubei2020, ScenarioResult
 from shared.scenario.verify import BatchCheck, verify
 from shared.settings import Settings, get_settings
 
-console = Console()
+console = Console(width=160) if not Console().is_terminal else Console()
 
 
 def demo(

@@ -6,6 +6,7 @@ how the warehouse learns them in production, without depending on the pledge and
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -46,7 +47,13 @@ def event(payload: ev.Payload, subject: str, actor: str = "donor:xiaomi") -> Env
 
 
 def pledged(
-    batch_id: str, quantity: int, *, item: str = "n95-mask", standard: str | None = "N95", designated: str | None = None
+    batch_id: str,
+    quantity: int,
+    *,
+    item: str = "n95-mask",
+    standard: str | None = "N95",
+    designated: str | None = None,
+    warehouse: str = WAREHOUSE,
 ) -> Envelope:
     payload = ev.BatchPledged(
         pledge_id=batch_id.rsplit("-", 1)[0],
@@ -56,7 +63,7 @@ def pledged(
         quantity=quantity,
         unit=ev.Unit.PIECE,
         standard=standard,
-        warehouse_id=WAREHOUSE,
+        warehouse_id=warehouse,
         designated_recipient_id=designated,
     )
     return event(payload, batch_id)
@@ -156,17 +163,22 @@ async def needs_known(handle: ServiceHandle, count: int) -> None:
     await wait_until(arrived, what=f"{count} needs and their recipients to reach the warehouse")
 
 
-async def ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
+async def ok(response: httpx.Response, status: int = 200) -> Any:
     assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    return response.json()
 
 
 async def receive_and_inspect(
-    handle: ServiceHandle, batch_id: str, quantity: int, *, expiry: str = FUTURE_EXPIRY, quarantined: int = 0
+    handle: ServiceHandle,
+    batch_id: str,
+    quantity: int,
+    *,
+    expiry: str = FUTURE_EXPIRY,
+    quarantined: int = 0,
+    site: str = WAREHOUSE,
 ) -> dict[str, Any]:
-    receipt = {"site_id": WAREHOUSE, "quantity_received": quantity, "lot": f"L-{batch_id}", "expiry": expiry}
-    await ok(await handle.post(f"/batches/{batch_id}/receive", json=receipt, headers=operator(handle)))
+    receipt = {"site_id": site, "quantity_received": quantity, "lot": f"L-{batch_id}", "expiry": expiry}
+    await ok(await handle.post(f"/batches/{batch_id}/receive", json=receipt, headers=operator(handle, site)))
     inspection = {
         "inspector": "qc-li",
         "standard_checked": "N95",
@@ -174,7 +186,10 @@ async def receive_and_inspect(
         "rejected": 0,
         "quarantined": quarantined,
     }
-    return await ok(await handle.post(f"/batches/{batch_id}/inspect", json=inspection, headers=operator(handle)))
+    inspected: dict[str, Any] = await ok(
+        await handle.post(f"/batches/{batch_id}/inspect", json=inspection, headers=operator(handle, site))
+    )
+    return inspected
 
 
 def refusal(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -187,7 +202,8 @@ def refusal(response: httpx.Response, status: int) -> dict[str, Any]:
 async def stock_line(handle: ServiceHandle, lot: str) -> dict[str, Any]:
     page = await ok(await handle.get("/stock", params={"site_id": WAREHOUSE}))
     [line] = [row for row in page["items"] if row["lot"] == lot]
-    return line
+    found: dict[str, Any] = line
+    return found
 
 
 async def stored_events(handle: ServiceHandle, batch_id: str) -> list[str]:
@@ -351,6 +367,10 @@ async def test_allocation_priority_and_designation_lock(warehouse: ServiceHandle
 
     change = {"to_recipient_id": "xiaogan", "approved_by": "wuhan-charity-federation", "reason": "union has no need"}
     refusal(await warehouse.post("/batches/locked-1/redesignate", json=change, headers=operator(warehouse)), 403)
+    typo = refusal(
+        await warehouse.post("/batches/locked-1/redesignate", json={**change, "to_recipient_id": "xiaogn"}), 422
+    )
+    assert "recipient xiaogn is not known to the warehouse" in typo["message"]
     redesignated = await ok(await warehouse.post("/batches/locked-1/redesignate", json=change))
     assert redesignated["state"]["designated_recipient_id"] == "xiaogan"
 
@@ -368,6 +388,30 @@ async def test_allocation_priority_and_designation_lock(warehouse: ServiceHandle
     assert [(a["batch_id"], a["quantity"]) for a in allocations["items"]] == [("open-1", 50)]
     line = await stock_line(warehouse, "L-open-1")
     assert (line["on_hand"], line["reserved"], line["free"]) == (200, 200, 0)
+
+
+async def test_concurrent_runs_at_two_sites_never_allocate_more_than_a_need_lacks(warehouse: ServiceHandle) -> None:
+    await publish(
+        warehouse.settings,
+        [
+            pledged("race-1", 100),
+            pledged("race-2", 100, warehouse="wh-wuhan-2"),
+            recipient("jinyintan", frontline=True),
+            need("need-1", "jinyintan", 120, None),
+        ],
+    )
+    await known(warehouse, ["race-1", "race-2"])
+    await needs_known(warehouse, 1)
+    await receive_and_inspect(warehouse, "race-1", 100)
+    await receive_and_inspect(warehouse, "race-2", 100, site="wh-wuhan-2")
+
+    runs = await asyncio.gather(
+        *(warehouse.post("/allocations/run", json={"site_id": site}) for site in (WAREHOUSE, "wh-wuhan-2"))
+    )
+    made = [a["quantity"] for run in runs for a in (await ok(run))["allocations"]]
+    assert sorted(made) == [20, 100]
+    [need_row] = (await ok(await warehouse.get("/needs")))["items"]
+    assert (need_row["allocated"], need_row["remaining"]) == (120, 0)
 
 
 # --- picking and splitting ------------------------------------------------------------------------------------
