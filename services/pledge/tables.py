@@ -2,7 +2,8 @@
 
 import sqlalchemy as sa
 
-from shared.store.schema import metadata
+# Its own metadata: several services define tables of the same name, and tests load them in one process.
+metadata = sa.MetaData()
 
 donors = sa.Table(
     "donors",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.domain.errors import DomainError
@@ -23,15 +24,21 @@ from shared.events.envelope import Envelope, EnvelopeError, from_record
 from shared.events.registry import InvalidPayload, UnknownEventType, parse_envelope
 from shared.messaging.dead_letter import FailedRecord, park, parked_streams
 from shared.messaging.kafka_config import connection_options
-from shared.messaging.positions import load_positions, mark_processed, save_position
+from shared.messaging.positions import load_positions, save_position
 from shared.settings import Settings
 from shared.store.database import Database
+from shared.store.schema import processed_events
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[AsyncConnection, Envelope, Payload], Awaitable[None]]
+_MARK_PROCESSED = processed_events.insert()
 RETRY_SECONDS = 1.0
 UNREADABLE = (EnvelopeError, UnknownEventType, InvalidPayload)
+
+
+class _Duplicate(Exception):
+    """This consumer applied the event before (the relay may publish twice after a crash); it is dropped."""
 
 
 @dataclass
@@ -54,7 +61,16 @@ class _SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class ProjectionConsumer:
-    def __init__(self, name: str, topics: list[str], handler: Handler, database: Database, settings: Settings):
+    def __init__(
+        self,
+        name: str,
+        topics: list[str],
+        handler: Handler,
+        database: Database,
+        settings: Settings,
+        lock_writes: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+    ):
+        self.lock_writes = lock_writes
         self.name = name
         self.topics = topics
         self.handler = handler
@@ -113,6 +129,8 @@ class ProjectionConsumer:
         while True:
             try:
                 async with self.database.transaction() as conn:
+                    if self.lock_writes is not None:
+                        await self.lock_writes(conn)
                     for record in records:
                         await self._apply_record(conn, record)
                     await save_position(conn, self.name, tp.topic, tp.partition, records[-1].offset + 1)
@@ -140,14 +158,24 @@ class ProjectionConsumer:
             return
         try:
             async with conn.begin_nested():
-                if not await mark_processed(conn, self.name, envelope.id):
-                    self.stats.duplicates += 1
-                    return
+                await self._mark_processed(conn, envelope.id)
                 await self.handler(conn, envelope, payload)
+        except _Duplicate:
+            self.stats.duplicates += 1
+            return
         except DomainError as exc:
             await self._park(conn, failed, exc.message)
             return
         self.stats.applied += 1
+
+    async def _mark_processed(self, conn: AsyncConnection, event_id: str) -> None:
+        """The dedup row, in the record's own savepoint: a duplicate rolls the savepoint back (PostgreSQL needs
+        that after a failed statement) and skips the handler. One savepoint per record, not two, since every
+        savepoint is two more round trips inside the batch's transaction."""
+        try:
+            await conn.execute(_MARK_PROCESSED, {"consumer": self.name, "event_id": event_id})
+        except IntegrityError as exc:
+            raise _Duplicate(event_id) from exc
 
     async def _park(self, conn: AsyncConnection, failed: FailedRecord, reason: str) -> None:
         await park(conn, failed, reason, dead_letter_topic=self.settings.dead_letter_topic, blocking=True)

@@ -80,6 +80,14 @@ def _row_to_stored(row: sa.Row[Any]) -> StoredEvent:
     return StoredEvent(row.position, row.stream_id, row.version, envelope, bool(row.local))
 
 
+def _require_version(append: StreamAppend, actual: int) -> None:
+    if actual != append.expected_version:
+        raise ConcurrencyConflict(
+            f"stream {append.stream_id} is at version {actual}, not {append.expected_version}: "
+            "someone else changed it first; reload and try again"
+        )
+
+
 def _event_row(envelope: Envelope, version: int, *, local: bool) -> dict[str, Any]:
     return {
         "stream_id": envelope.subject,
@@ -125,8 +133,35 @@ class EventStore:
         return [_row_to_stored(row) for row in await conn.execute(query)]
 
     async def append(self, conn: AsyncConnection, appends: Sequence[StreamAppend]) -> list[Envelope]:
-        """Append to one or more streams atomically; raises ConcurrencyConflict if any expectation is stale."""
+        """Append to one or more streams atomically; raises ConcurrencyConflict if any expectation is stale.
+
+        A fixed number of statements whatever the number of streams and events (one version check, one insert of
+        the events, one of the outbox rows): each statement is a round trip, and on SQLite the write lock is held
+        for all of them. A call that names a stream twice keeps the step-by-step path, where the second
+        expectation is checked after the first append.
+        """
         sequence, prev_hash = await self._lock_chain_head(conn)
+        stream_ids = [append.stream_id for append in appends]
+        if len(set(stream_ids)) != len(stream_ids):
+            return await self._append_stepwise(conn, appends, sequence, prev_hash)
+        await self._check_expected_versions(conn, appends)
+        written: list[Envelope] = []
+        rows: list[dict[str, Any]] = []
+        for append in appends:
+            for offset, envelope in enumerate(append.envelopes, start=1):
+                sequence += 1
+                chained = envelope.chained(sequence, prev_hash)
+                prev_hash = chained.content_hash()
+                rows.append(_event_row(chained, append.expected_version + offset, local=True))
+                written.append(chained)
+        await self._insert_events(conn, rows)
+        await self._insert_outbox(conn, written)
+        await self._store_chain_head(conn, sequence, prev_hash)
+        return written
+
+    async def _append_stepwise(
+        self, conn: AsyncConnection, appends: Sequence[StreamAppend], sequence: int, prev_hash: str
+    ) -> list[Envelope]:
         written: list[Envelope] = []
         for append in appends:
             await self._check_expected_version(conn, append)
@@ -134,7 +169,7 @@ class EventStore:
                 sequence += 1
                 chained = envelope.chained(sequence, prev_hash)
                 prev_hash = chained.content_hash()
-                await self._insert_event(conn, chained, append.expected_version + offset)
+                await self._insert_events(conn, [_event_row(chained, append.expected_version + offset, local=True)])
                 written.append(chained)
         await self._insert_outbox(conn, written)
         await self._store_chain_head(conn, sequence, prev_hash)
@@ -146,23 +181,34 @@ class EventStore:
         if known.first() is not None:
             return False
         version = await self.current_version(conn, envelope.subject) + 1
-        await conn.execute(events.insert().values(**_event_row(envelope, version, local=False)))
+        await conn.execute(events.insert(), _event_row(envelope, version, local=False))
         return True
 
     async def _check_expected_version(self, conn: AsyncConnection, append: StreamAppend) -> None:
-        actual = await self.current_version(conn, append.stream_id)
-        if actual != append.expected_version:
-            raise ConcurrencyConflict(
-                f"stream {append.stream_id} is at version {actual}, not {append.expected_version}: "
-                "someone else changed it first; reload and try again"
-            )
+        _require_version(append, await self.current_version(conn, append.stream_id))
 
-    async def _insert_event(self, conn: AsyncConnection, envelope: Envelope, version: int) -> None:
+    async def _check_expected_versions(self, conn: AsyncConnection, appends: Sequence[StreamAppend]) -> None:
+        """Every stream's current version in one query (a stream with no events is at version 0)."""
+        if not appends:
+            return
+        query = (
+            sa.select(events.c.stream_id, sa.func.max(events.c.version))
+            .where(events.c.stream_id.in_([append.stream_id for append in appends]))
+            .group_by(events.c.stream_id)
+        )
+        current = {row[0]: int(row[1]) for row in await conn.execute(query)}
+        for append in appends:
+            _require_version(append, current.get(append.stream_id, 0))
+
+    async def _insert_events(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
         try:
-            await conn.execute(events.insert().values(**_event_row(envelope, version, local=True)))
+            await conn.execute(events.insert(), rows)
         except IntegrityError as exc:
+            versions = ", ".join(f"{row['stream_id']} version {row['version']}" for row in rows)
             raise ConcurrencyConflict(
-                f"stream {envelope.subject} already has version {version}; another writer won, reload and try again"
+                f"another writer appended first ({versions} already taken); reload and try again"
             ) from exc
 
     async def _insert_outbox(self, conn: AsyncConnection, written: list[Envelope]) -> None:
@@ -181,6 +227,14 @@ class EventStore:
             for envelope in written
         ]
         await conn.execute(outbox.insert(), rows)
+
+    async def lock_writes(self, conn: AsyncConnection) -> None:
+        """Taken first by every writing transaction (commands and consumers) of this service.
+
+        One lock, always taken first, means two transactions can never hold row locks in opposite orders:
+        PostgreSQL deadlocks between a command and a projection touching the same batches cannot happen.
+        """
+        await self._lock_chain_head(conn)
 
     async def _lock_chain_head(self, conn: AsyncConnection) -> tuple[int, str]:
         """Serialises this service's appends so that its sequence is gap-free and in commit order."""

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from shared.contract.router import router as contract_router
 from shared.settings import Settings, get_settings
 from shared.store.migrations import upgrade
 from shared.web import health, metrics
@@ -40,6 +41,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     app.dependency_overrides[get_auth_settings] = lambda: settings
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(contract_router)
     for router in spec.routers:
         app.include_router(router)
     return app

@@ -116,6 +116,7 @@ class ServiceRuntime:
                 handler=consumer_spec.handler(self),
                 database=self.database,
                 settings=self.settings,
+                lock_writes=self.store.lock_writes,
             )
             await consumer.start()
             self.consumers.append(consumer)
