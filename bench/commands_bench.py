@@ -23,7 +23,7 @@ import psutil
 from bench.environment import fresh_database
 from bench.load import LoadResult, closed_loop, new_client
 from bench.results import Direction, Row, Target, fmt_rate, ratio
-from bench.servers import served
+from bench.servers import REPO_ROOT, served
 from shared.settings import Settings
 from shared.web.auth import Role, mint_token
 
@@ -63,7 +63,9 @@ async def _prepare(client: httpx.AsyncClient, url: str, app: str, headers: dict[
         response.raise_for_status()
 
 
-async def one_run(app: str, backend: str, kafka: str, workdir: Path, plan: LoadPlan) -> LoadResult:
+async def one_run(
+    app: str, backend: str, kafka: str, workdir: Path, plan: LoadPlan, code_root: Path = REPO_ROOT
+) -> LoadResult:
     """Fresh database, fresh server, warm-up, then the measured closed loop."""
     headers = auth_headers()
 
@@ -77,7 +79,10 @@ async def one_run(app: str, backend: str, kafka: str, workdir: Path, plan: LoadP
             "topic_prefix": f"bench-cmd-{uuid.uuid4().hex[:8]}",
             "log_level": "WARNING",
         }
-        async with served(app, settings, workdir) as server, new_client(plan.concurrency) as client:
+        async with (
+            served(app, settings, workdir, code_root=code_root) as server,
+            new_client(plan.concurrency) as client,
+        ):
             await _prepare(client, server.url, app, headers)
             await closed_loop(client, send, plan.concurrency, plan.seconds, plan.warmup)
             cpu = cpu_seconds(server.process.pid)

@@ -87,7 +87,12 @@ async def closed_loop(client: httpx.AsyncClient, send: Send, concurrency: int, s
     return result
 
 
-async def steady_rate(client: httpx.AsyncClient, send: Send, rate: float, seconds: float) -> LoadResult:
+async def steady_rate(
+    client: httpx.AsyncClient, send: Send, rate: float, seconds: float, drain_seconds: float = 30.0
+) -> LoadResult:
+    """Starts rate x seconds requests on schedule; a server slower than the rate queues them (at most
+    MAX_IN_FLIGHT at once). Requests still waiting `drain_seconds` after the schedule ends are cancelled and
+    counted as errors, so an overloaded server cannot stretch the run without bound."""
     result = LoadResult()
     slots = asyncio.Semaphore(MAX_IN_FLIGHT)
     tasks: list[asyncio.Task[None]] = []
@@ -102,7 +107,10 @@ async def steady_rate(client: httpx.AsyncClient, send: Send, rate: float, second
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(n)))
-    await asyncio.gather(*tasks)
+    _, late = await asyncio.wait(tasks, timeout=drain_seconds) if tasks else (set(), set())
+    for task in late:
+        task.cancel()
+    result.errors += len(late)
     result.seconds, result.client_cpu = time.perf_counter() - began, time.process_time() - cpu
     return result
 

@@ -75,15 +75,19 @@ class CraftedLog:
         self.clock = moment + self.step
         chain = self.chains.setdefault(source, _Chain())
         chain.sequence += 1
+        event_id = new_event_id()
         envelope = Envelope(
             type=event_type,
             source=source,
             subject=subject,
             data=data,
             actor=actor or f"operator:{source}-clerk",
-            correlation_id=new_event_id(),
+            correlation_id=event_id,
+            id=event_id,
             time=moment,
-        ).chained(chain.sequence, chain.prev_hash)
+            sequence=chain.sequence,
+            prev_hash=chain.prev_hash,
+        )
         chain.prev_hash = envelope.content_hash()
         self.records.append(CraftedRecord(self.topic_for(event_type), subject, envelope, to_millis(moment)))
         return envelope

@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import resource
 import sys
+from pathlib import Path
 
 import orjson
 
@@ -16,7 +17,13 @@ from shared.settings import Settings
 
 
 def peak_rss_mib() -> float:
-    """ru_maxrss is the true high-water mark (KiB on Linux), not a sample that could miss the peak."""
+    """The true high-water mark, not a sample that could miss the peak. On Linux VmHWM of this process's own
+    address space: ru_maxrss would also count the parent's pages this process was forked with."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     scale = 1 if sys.platform == "darwin" else 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 

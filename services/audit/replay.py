@@ -31,10 +31,12 @@ from services.audit.tamper import DEFAULT_SOURCES, ChainVerifier, SourceChain
 from services.audit.totals import Totals, compute_totals
 from services.audit.tracker import BatchBook, BatchTrack, Transition, parse
 from shared.domain.batch_state import BatchState
+from shared.events.registry import BATCH_EVENT_TYPES
 from shared.projections.batch_view import state_to_json
 from shared.settings import Settings
 
 TransitionHook = Callable[[Transition], None]
+BATCH_TYPE_PREFIX = "org.aidtrail.batch."
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +157,7 @@ class _Pipeline:
             return
         if self.options.chains_only:
             return
-        if record.topic == self.settings.batch_topic:
+        if self._is_batch_event(record):
             self.stats.batch_events += 1
             transition = self.batches.apply(record)
             if transition is not None and self.hook is not None:
@@ -165,6 +167,22 @@ class _Pipeline:
             payload = parse(record, self.findings)
             if payload is not None:
                 self.reference.apply(payload)
+
+    def _is_batch_event(self, record: LogRecord) -> bool:
+        """Routed by type, not by topic, so an event on the wrong topic is still folded, and reported: on the
+        wrong topic it is not ordered with the rest of its batch."""
+        envelope = record.envelope
+        assert envelope is not None
+        is_batch = envelope.type in BATCH_EVENT_TYPES or envelope.type.startswith(BATCH_TYPE_PREFIX)
+        expected = self.settings.batch_topic if is_batch else self.settings.reference_topic
+        if record.topic != expected:
+            self.findings.add(
+                "events-readable",
+                f"{envelope.type} {envelope.id} is on {record.topic}, not on {expected} (at {record.where})",
+                [envelope.id],
+                envelope.subject if is_batch else None,
+            )
+        return is_batch
 
 
 async def replay(
@@ -217,7 +235,7 @@ def _finish(
     chains = pipeline.chains.finish()
     tracks = pipeline.batches.tracks
     if not options.chains_only:
-        run_checks(tracks, pipeline.findings, options.sla, now)
+        run_checks(tracks, pipeline.findings, options.sla, now, partial=options.since is not None)
     return AuditResult(
         topic_prefix=settings.topic_prefix,
         bootstrap=settings.kafka_bootstrap,

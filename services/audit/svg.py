@@ -20,6 +20,7 @@ KIND_COLOURS = {
     "recipient": "#7b4f9d",
     "loss": "#b03a3a",
 }
+LOSS_COLUMN = 4
 NODE_WIDTH = 14
 GAP = 12
 MARGIN = 10
@@ -38,7 +39,7 @@ def sankey(graph: dict[str, Any], width: int = 1000, height: int = 420) -> str:
     scale = min((height - 2 * MARGIN - GAP * (len(ids) - 1)) / sum(value[n] for n in ids) for ids in columns.values())
     x_step = (width - 2 * MARGIN - LABEL_SPACE - NODE_WIDTH) / max(max(columns), 1)
     x = {n: MARGIN + nodes[n]["column"] * x_step for n in value}
-    y = _stack(columns, value, scale)
+    y = _stack(columns, value, scale, height)
     parts = [_bands(links, x, y, scale, nodes), _boxes(value, x, y, scale, nodes)]
     return _svg(width, height, "".join(parts), "Flow of quantities from donors to recipients")
 
@@ -52,10 +53,12 @@ def _node_values(links: list[dict[str, Any]]) -> dict[str, int]:
     return {n: max(incoming[n], outgoing[n]) for n in set(incoming) | set(outgoing)}
 
 
-def _stack(columns: dict[int, list[str]], value: dict[str, int], scale: float) -> dict[str, float]:
+def _stack(columns: dict[int, list[str]], value: dict[str, int], scale: float, height: int) -> dict[str, float]:
+    """Stack each column's nodes from the top; losses from the bottom, so their bands run below the main flow."""
     y: dict[str, float] = {}
-    for ids in columns.values():
-        top = float(MARGIN)
+    for column, ids in columns.items():
+        used = sum(value[n] * scale for n in ids) + GAP * (len(ids) - 1)
+        top = float(MARGIN) if column != LOSS_COLUMN else height - MARGIN - used
         for node_id in ids:
             y[node_id] = top
             top += value[node_id] * scale + GAP

@@ -34,6 +34,8 @@ from shared.web.runtime import ServiceRuntime, get_runtime
 
 router = APIRouter(tags=["dispatch"])
 WRITERS = require_roles(Role.dispatcher, Role.admin)
+# A work queue that names every donor's batches: donors read their own at the pledge service instead.
+STAFF_READERS = require_roles(Role.operator, Role.dispatcher, Role.recipient_staff, Role.auditor)
 IDEMPOTENCY = Header(None, alias="Idempotency-Key", description="Repeat a request safely with the same key.")
 
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -65,7 +67,7 @@ async def ready_to_ship(
     recipient_id: str | None = Query(None, description="Only batches picked for this recipient."),
     include_planned: bool = Query(False, description="Also list batches already planned on an open shipment."),
     page: PageParams = Depends(page_params),
-    _: Principal = Depends(current_principal),
+    _: Principal = Depends(STAFF_READERS),
     runtime: ServiceRuntime = Depends(get_runtime),
 ) -> Page[ReadyBatch]:
     async with runtime.database.read() as conn:

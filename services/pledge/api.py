@@ -26,7 +26,7 @@ from shared.events import reference_events as ref
 from shared.events.envelope import format_time, new_event_id, utc_now
 from shared.projections.batch_view import batch_view
 from shared.store.event_store import StreamAppend
-from shared.web.auth import Principal, Role, ensure_donor_access, require_roles
+from shared.web.auth import Principal, Role, ensure_donor_access, own_donor_filter, require_roles
 from shared.web.commands import Outcome, execute, fingerprint, load_batch
 from shared.web.pagination import Page, PageParams, page_params
 from shared.web.runtime import ServiceRuntime, get_runtime
@@ -79,12 +79,14 @@ async def register_donor(
 @router.get("/donors", response_model=Page[DonorOut], summary="Registered donors, paged.")
 async def list_donors(
     page: PageParams = Depends(page_params),
-    _: Principal = Depends(READERS),
+    principal: Principal = Depends(READERS),
     runtime: ServiceRuntime = Depends(get_runtime),
 ) -> Page[DonorOut]:
+    own = own_donor_filter(principal, None)  # a donor sees only their own record
+    where = donors.c.donor_id == own if own else sa.true()
     async with runtime.database.read() as conn:
-        total = int((await conn.execute(sa.select(sa.func.count()).select_from(donors))).scalar() or 0)
-        query = sa.select(donors).order_by(donors.c.donor_id).limit(page.limit).offset(page.offset)
+        total = int((await conn.execute(sa.select(sa.func.count()).select_from(donors).where(where))).scalar() or 0)
+        query = sa.select(donors).where(where).order_by(donors.c.donor_id).limit(page.limit).offset(page.offset)
         rows = (await conn.execute(query)).mappings().all()
     return Page.of([DonorOut(**row) for row in rows], total, page)
 
@@ -200,8 +202,7 @@ async def list_pledges(
     principal: Principal = Depends(READERS),
     runtime: ServiceRuntime = Depends(get_runtime),
 ) -> Page[PledgeOut]:
-    if principal.role is Role.donor:
-        donor_id = principal.donor_id
+    donor_id = own_donor_filter(principal, donor_id)
     where = pledges.c.donor_id == donor_id if donor_id else sa.true()
     async with runtime.database.read() as conn:
         total = int((await conn.execute(sa.select(sa.func.count()).select_from(pledges).where(where))).scalar() or 0)

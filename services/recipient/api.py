@@ -1,7 +1,8 @@
 """HTTP routes of the recipient service: recipients, their needs, what is coming to them, and receipts.
 
 Reads are open to every authenticated role, because making the distribution of donations answerable is the
-point of the record; only the incoming view of one recipient is limited to that recipient's own staff.
+point of the record; only the incoming view of one recipient is limited: recipient staff see their own recipient's,
+and donors none (it names every donor's batches; a donor follows their own at the pledge service).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from shared.web.runtime import ServiceRuntime, get_runtime
 router = APIRouter(tags=["recipients"])
 ADMINS = require_roles(Role.admin)
 RECIPIENT_WRITERS = require_roles(Role.recipient_staff, Role.admin)
+STAFF_READERS = require_roles(Role.operator, Role.dispatcher, Role.recipient_staff, Role.auditor)
 IDEMPOTENCY = Header(None, alias="Idempotency-Key", description="Repeat a request safely with the same key.")
 COUNTRY_FILTER = Query(None, pattern=r"^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2 code, e.g. IT.")
 
@@ -133,7 +135,7 @@ async def list_incoming(
     recipient_id: str,
     status: IncomingStatus | None = Query(None, description="Only batches in this state."),
     page: PageParams = Depends(page_params),
-    principal: Principal = Depends(current_principal),
+    principal: Principal = Depends(STAFF_READERS),
     runtime: ServiceRuntime = Depends(get_runtime),
 ) -> Page[IncomingBatch]:
     ensure_recipient_access(principal, recipient_id)

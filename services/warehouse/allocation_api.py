@@ -21,7 +21,6 @@ from services.warehouse.api_common import (
     new_id,
     run_command,
 )
-from services.warehouse.projections import lock_batches
 from services.warehouse.queries import batch_ids_at, load_states, need_for_allocation, need_out, needs_query, open_needs
 from services.warehouse.schemas import (
     AllocateIn,
@@ -81,7 +80,6 @@ async def run_allocation(
 
     async def decide(conn: AsyncConnection) -> Outcome:
         batch_ids = await batch_ids_at(conn, RUN_STATUSES, site_ids, body.item)
-        await lock_batches(conn, batch_ids)
         states, versions = await load_states(conn, runtime.store, batch_ids)
         needs = await open_needs(conn, sorted({state.item for state in states}))
         plan = allocation.plan(states, needs, utc_today(), lambda: new_id("alloc"))
@@ -115,7 +113,7 @@ def _run_result(plan: allocation.AllocationPlan) -> AllocationRunResult:
         )
         for e in plan.explanations
     ]
-    return AllocationRunResult(allocations=made, unallocated=unallocated)
+    return AllocationRunResult(allocations=made, not_allocated=unallocated)
 
 
 @router.post(

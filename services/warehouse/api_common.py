@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.warehouse.domain import Decision, site_of
-from services.warehouse.projections import lock_batches, sync_allocations
+from services.warehouse.projections import sync_allocations
 from services.warehouse.schemas import BatchCommandResult
 from shared.domain.batch_fold import allowed_events
 from shared.domain.batch_state import BatchState
@@ -29,6 +29,8 @@ from shared.web.runtime import ServiceRuntime
 OPERATORS = require_roles(Role.operator)  # admin passes every role check
 ADMINS = require_roles(Role.admin)
 READERS = current_principal
+# Work queues that name every donor's batches: donors read their own at the pledge service instead.
+STAFF_READERS = require_roles(Role.operator, Role.dispatcher, Role.recipient_staff, Role.auditor)
 IDEMPOTENCY = Header(
     None,
     alias="Idempotency-Key",
@@ -113,8 +115,6 @@ async def run_command(
 async def load_for_command(
     runtime: ServiceRuntime, conn: AsyncConnection, batch_id: str, not_found: str | None = None
 ) -> tuple[BatchState, int]:
-    """The batch, locked against a consumer refolding it concurrently (see `lock_batches`)."""
-    await lock_batches(conn, [batch_id])
     try:
         return await load_batch(runtime, conn, batch_id)
     except NotFound:

@@ -105,26 +105,17 @@ def open_need(need: NeedOut) -> OpenNeed:
     )
 
 
-async def lock_needs(conn: AsyncConnection, where: sa.ColumnElement[bool]) -> None:
-    """Serialise commands that allocate to the same needs, so two of them never both fill what one need lacks.
-
-    Allocations of different batches touch different streams, so optimistic concurrency cannot catch this race.
-    SQLite already runs one writer at a time (BEGIN IMMEDIATE); on PostgreSQL the need rows are locked, in id
-    order so that two commands can never deadlock, before what they still lack is read.
-    """
-    if conn.dialect.name == "postgresql":
-        await conn.execute(sa.select(needs.c.need_id).where(where).order_by(needs.c.need_id).with_for_update())
-
-
 async def open_needs(conn: AsyncConnection, items: Sequence[str]) -> list[OpenNeed]:
-    """Needs not yet fulfilled that still lack something, for the given items (locked for the command)."""
-    await lock_needs(conn, sa.and_(needs.c.item.in_(list(items)), needs.c.status == NEED_OPEN))
+    """Needs not yet fulfilled that still lack something, for the given items.
+
+    Read inside the command's transaction, which the event store serialises with every other writer of this
+    service (`EventStore.lock_writes`), so two allocations can never both fill what one need lacks.
+    """
     query = needs_query(status=NEED_OPEN, unmet=True).where(needs.c.item.in_(list(items)))
     return [open_need(need_out(row)) for row in (await conn.execute(query)).mappings()]
 
 
 async def need_for_allocation(conn: AsyncConnection, need_id: str) -> OpenNeed:
-    await lock_needs(conn, needs.c.need_id == need_id)
     row = (await conn.execute(needs_query().where(needs.c.need_id == need_id))).mappings().first()
     if row is None:
         raise NotFound(

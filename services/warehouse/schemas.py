@@ -71,7 +71,7 @@ class ExpectedBatch(BaseModel):
     unit: str
     standard: str | None
     designated_recipient_id: str | None
-    pledged_at: str
+    updated_at: str = Field(description="Time of the batch's latest event (its pledge, or an amendment of it).")
 
 
 # --- batch commands ------------------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ class UnallocatedStock(BaseModel):
 
 class AllocationRunResult(BaseModel):
     allocations: list[AllocationMade]
-    unallocated: list[UnallocatedStock] = Field(
+    not_allocated: list[UnallocatedStock] = Field(
         description="Every batch whose free or quarantined stock was not (fully) allocated, and why."
     )
 

@@ -11,13 +11,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.warehouse import stock
-from services.warehouse.api_common import ADMINS, IDEMPOTENCY, READERS, new_id, now, run_command
+from services.warehouse.api_common import ADMINS, IDEMPOTENCY, READERS, STAFF_READERS, new_id, run_command
 from services.warehouse.projections import site_row
-from services.warehouse.schemas import ExpectedBatch, SiteIn, SiteOut, StockRow, WarehouseSiteKind
+from services.warehouse.schemas import ExpectedBatch, SiteIn, SiteOut, StockRow
 from services.warehouse.tables import sites
 from shared.domain.batch_state import BatchStatus
 from shared.domain.errors import Conflict, NotFound
 from shared.events import reference_events as ref
+from shared.events.envelope import format_time
 from shared.projections.batch_view import batch_view
 from shared.store.event_store import StreamAppend
 from shared.web.auth import Principal
@@ -48,9 +49,9 @@ async def register_site(
         payload = ref.SiteRegistered(
             site_id=site_id, name=body.name, kind=ref.SiteKind(body.kind.value), city=body.city, country=body.country
         )
-        row = site_row(payload, now())
-        await conn.execute(sites.insert().values(**row))
         event = runtime.new_event(payload, site_id, principal.actor)
+        row = site_row(payload, format_time(event.time))  # the same row the reference consumer would build
+        await conn.execute(sites.insert().values(**row))
         return Outcome(body=SiteOut(**row), status_code=201, appends=[StreamAppend(site_id, 0, [event])])
 
     request = {"route": "register_site", **body.model_dump(mode="json")}
@@ -59,7 +60,7 @@ async def register_site(
 
 @router.get("/sites", response_model=Page[SiteOut], summary="Registered sites, paged, optionally of one kind.")
 async def list_sites(
-    kind: WarehouseSiteKind | None = Query(None, description="Only warehouses or only relay hubs."),
+    kind: ref.SiteKind | None = Query(None, description="Only sites of this kind."),
     page: PageParams = Depends(page_params),
     _: Principal = Depends(READERS),
     runtime: ServiceRuntime = Depends(get_runtime),
@@ -87,12 +88,13 @@ async def get_site(
     "/sites/{site_id}/expected-intake",
     response_model=Page[ExpectedBatch],
     summary="Batches pledged to this warehouse and not yet received, from the consumed batch.pledged events.",
+    description="Pledges name their warehouse by id, so the site need not be registered here to expect goods.",
 )
 async def expected_intake(
     site_id: str,
     item: str | None = Query(None, description="Only this item."),
     page: PageParams = Depends(page_params),
-    _: Principal = Depends(READERS),
+    _: Principal = Depends(STAFF_READERS),
     runtime: ServiceRuntime = Depends(get_runtime),
 ) -> Page[ExpectedBatch]:
     where = sa.and_(
@@ -107,8 +109,8 @@ async def expected_intake(
     return Page.of([_expected(orjson.loads(row.state), row.updated_at) for row in rows], total, page)
 
 
-def _expected(state: dict[str, object], pledged_at: str) -> ExpectedBatch:
-    return ExpectedBatch.model_validate({**state, "pledged_at": pledged_at})
+def _expected(state: dict[str, object], updated_at: str) -> ExpectedBatch:
+    return ExpectedBatch.model_validate({**state, "updated_at": updated_at})
 
 
 @router.get(

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from shared.contract.examples import PUBLISHERS, load_golden, message_examples
 from shared.contract.headers import HEADERS_SCHEMA_NAME, headers_schema
 from shared.contract.schemas import add_component, payload_components, schema_ref
@@ -23,7 +25,6 @@ ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING_VERSION = "0.5.0"
 EVENT_TYPE_PREFIX = "org.aidtrail."
 DEAD_LETTER_MESSAGE = "dead-letter"
-IDENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 GROUP_ID_PATTERN = r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+$"
 
 
@@ -98,14 +99,8 @@ def message_id(event_type: str) -> str:
 
 
 def _key_schema(description: str) -> dict[str, Any]:
-    ident = Ident.__metadata__[0]
-    return {
-        "type": "string",
-        "description": f"Record key: {description}. It picks the partition.",
-        "minLength": ident.min_length,
-        "maxLength": ident.max_length,
-        "pattern": IDENT_PATTERN,
-    }
+    """Keys are ids, so they follow the `Ident` rules of the payloads."""
+    return {**TypeAdapter(Ident).json_schema(), "description": f"Record key: {description}. It picks the partition."}
 
 
 def _first_line(text: str | None) -> str | None:
@@ -184,8 +179,9 @@ def event_channel(spec: ChannelSpec, options: ContractOptions) -> dict[str, Any]
         "address": topic,
         "title": spec.title,
         "description": f"{spec.description} Partitions: {options.partitions}; key: {spec.key}.",
-        "messages": {message_id(m.event_type): {"$ref": f"#/components/messages/{message_id(m.event_type)}"}
-                     for m in spec.models},
+        "messages": {
+            message_id(m.event_type): {"$ref": f"#/components/messages/{message_id(m.event_type)}"} for m in spec.models
+        },
         "bindings": _channel_bindings(options, topic),
     }
 

@@ -8,13 +8,15 @@ service's own settings and cached per set of options.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from shared.contract.asyncapi import ContractOptions, build_document
 from shared.contract.render import to_json, to_yaml
-from shared.settings import Settings, get_settings
+from shared.settings import Settings
+from shared.web.auth import get_auth_settings
 
 router = APIRouter(tags=["contract"])
 
@@ -25,10 +27,8 @@ def _rendered(options: ContractOptions) -> tuple[bytes, str]:
     return to_json(document), to_yaml(document)
 
 
-def _options(request: Request) -> ContractOptions:
-    runtime = getattr(request.app.state, "runtime", None)
-    settings: Settings = runtime.settings if runtime is not None else get_settings()
-    return ContractOptions.from_settings(settings)
+# The app factory points this dependency at the service's own settings; it is not about auth here.
+AppSettings = Annotated[Settings, Depends(get_auth_settings)]
 
 
 @router.get(
@@ -37,8 +37,8 @@ def _options(request: Request) -> ContractOptions:
     response_class=Response,
     responses={200: {"content": {"application/json": {}}}},
 )
-async def asyncapi_json(request: Request) -> Response:
-    body, _ = _rendered(_options(request))
+async def asyncapi_json(settings: AppSettings) -> Response:
+    body, _ = _rendered(ContractOptions.from_settings(settings))
     return Response(body, media_type="application/json")
 
 
@@ -48,6 +48,6 @@ async def asyncapi_json(request: Request) -> Response:
     response_class=Response,
     responses={200: {"content": {"application/yaml": {}}}},
 )
-async def asyncapi_yaml(request: Request) -> Response:
-    _, text = _rendered(_options(request))
+async def asyncapi_yaml(settings: AppSettings) -> Response:
+    _, text = _rendered(ContractOptions.from_settings(settings))
     return Response(text, media_type="application/yaml")

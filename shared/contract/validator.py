@@ -60,7 +60,7 @@ def ensure_installed() -> bool:
     if installed_version() == CLI_VERSION:
         return False
     if shutil.which("npm") is None:
-        raise ValidatorMissing("npm not found: install Node.js 20 or newer with npm (Debian/Ubuntu: apt-get install npm)")
+        raise ValidatorMissing("npm not found: install Node.js 20 or newer (Debian/Ubuntu: apt-get install nodejs npm)")
     NODE_PREFIX.mkdir(parents=True, exist_ok=True)
     subprocess.run(install_command(), check=True, cwd=REPO_ROOT)
     if installed_version() != CLI_VERSION:

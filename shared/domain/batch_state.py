@@ -87,7 +87,9 @@ class BatchState:
 
     @property
     def free(self) -> int:
-        """Usable stock not yet promised to anyone."""
+        """Usable stock not yet promised to anyone; a picked batch has none, whatever it still holds."""
+        if self.picked_allocation is not None:
+            return 0
         return self.on_hand - self.reserved
 
     @property

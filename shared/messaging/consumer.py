@@ -3,6 +3,10 @@
 For every polled batch of one partition it opens ONE transaction, applies each record inside a savepoint,
 records the event id (dedup) and finally the partition's next offset. On start and on every rebalance it seeks to
 the positions stored in the database; Kafka's own committed offsets are only informational (for lag tools).
+
+Replicas of a service form one consumer group on one database. A replica that lost a partition in a rebalance
+may still be applying a batch it polled before; inside its transaction it reads the stored position and skips
+what another replica already applied, so no record is applied twice and no position moves backwards.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.domain.errors import DomainError
@@ -27,7 +32,7 @@ from shared.messaging.kafka_config import connection_options
 from shared.messaging.positions import load_positions, save_position
 from shared.settings import Settings
 from shared.store.database import Database
-from shared.store.schema import processed_events
+from shared.store.schema import consumer_positions, parked_events, processed_events
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,10 @@ Handler = Callable[[AsyncConnection, Envelope, Payload], Awaitable[None]]
 _MARK_PROCESSED = processed_events.insert()
 RETRY_SECONDS = 1.0
 UNREADABLE = (EnvelopeError, UnknownEventType, InvalidPayload)
+# The record's own data broke a rule or does not fit the read model's columns: retrying would fail forever.
+REFUSED = (DomainError, DataError, IntegrityError)
+STREAM_ID_LENGTH = 120  # outbox.key: the dead-letter record is keyed by the stream
+EVENT_ID_LENGTH = 64  # parked_events.event_id
 
 
 class _Duplicate(Exception):
@@ -110,12 +119,15 @@ class ProjectionConsumer:
         async with self.database.read() as conn:
             stored = await load_positions(conn, self.name)
             self._parked = await parked_streams(conn, self.name)
+        # Paused while seeking: otherwise the fetcher may hand out records from a default position first.
+        self.consumer.pause(*assigned)
+        fresh = [tp for tp in assigned if (tp.topic, tp.partition) not in stored]
         for tp in assigned:
-            position = stored.get((tp.topic, tp.partition))
-            if position is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, position)
+            if (tp.topic, tp.partition) in stored:
+                self.consumer.seek(tp, stored[(tp.topic, tp.partition)])
+        if fresh:
+            await self.consumer.seek_to_beginning(*fresh)
+        self.consumer.resume(*assigned)
 
     async def _run(self) -> None:
         assert self.consumer is not None
@@ -131,9 +143,11 @@ class ProjectionConsumer:
                 async with self.database.transaction() as conn:
                     if self.lock_writes is not None:
                         await self.lock_writes(conn)
-                    for record in records:
+                    fresh = await self._not_yet_applied(conn, tp, records)
+                    for record in fresh:
                         await self._apply_record(conn, record)
-                    await save_position(conn, self.name, tp.topic, tp.partition, records[-1].offset + 1)
+                    if fresh:
+                        await save_position(conn, self.name, tp.topic, tp.partition, records[-1].offset + 1)
                 return
             except asyncio.CancelledError:
                 raise
@@ -145,9 +159,34 @@ class ProjectionConsumer:
                 )
                 await asyncio.sleep(RETRY_SECONDS)
 
+    async def _not_yet_applied(
+        self, conn: AsyncConnection, tp: TopicPartition, records: list[ConsumerRecord]
+    ) -> list[ConsumerRecord]:
+        """Drop records below the stored position: another replica applied them after a rebalance (one primary
+        key read per batch). It may have parked streams meanwhile, so the parked set is reloaded then."""
+        stored = await _stored_position(conn, self.name, tp)
+        if stored is None or stored <= records[0].offset:
+            return records
+        self._parked = await parked_streams(conn, self.name)
+        return [record for record in records if record.offset >= stored]
+
+    def unpark(self, stream_id: str) -> None:
+        """The dead-letter tool replayed or discarded the stream's parked events: let its next events through."""
+        self._parked.discard(stream_id)
+
+    async def _still_parked(self, conn: AsyncConnection, stream_id: str) -> bool:
+        """The in-memory set is a cache: the dead-letter tool may have replayed the stream on another replica."""
+        query = sa.select(parked_events.c.id).where(
+            parked_events.c.consumer == self.name, parked_events.c.stream_id == stream_id
+        )
+        if (await conn.execute(query.limit(1))).first() is not None:
+            return True
+        self._parked.discard(stream_id)
+        return False
+
     async def _apply_record(self, conn: AsyncConnection, record: ConsumerRecord) -> None:
         failed = _failed_record(self.name, record)
-        if failed.stream_id in self._parked:
+        if failed.stream_id in self._parked and await self._still_parked(conn, failed.stream_id):
             await self._park(conn, failed, "parked behind an earlier event of this stream that could not be applied")
             return
         try:
@@ -163,8 +202,8 @@ class ProjectionConsumer:
         except _Duplicate:
             self.stats.duplicates += 1
             return
-        except DomainError as exc:
-            await self._park(conn, failed, exc.message)
+        except REFUSED as exc:
+            await self._park(conn, failed, refusal_reason(exc))
             return
         self.stats.applied += 1
 
@@ -192,10 +231,30 @@ class ProjectionConsumer:
                 self.stats.lag[(tp.topic, tp.partition)] = max(0, highwater - position)
 
 
+def refusal_reason(exc: Exception) -> str:
+    """What the dead-letter record and the operator see: the rule's own words, or the database's."""
+    if isinstance(exc, DomainError):
+        return exc.message
+    detail = getattr(exc, "orig", None) or exc
+    return f"the read model refused the event's data: {str(detail).splitlines()[0][:500]}"
+
+
+async def _stored_position(conn: AsyncConnection, consumer: str, tp: TopicPartition) -> int | None:
+    query = sa.select(consumer_positions.c.next_offset).where(
+        consumer_positions.c.consumer == consumer,
+        consumer_positions.c.topic == tp.topic,
+        consumer_positions.c.partition == tp.partition,
+    )
+    position = (await conn.execute(query)).scalar()
+    return None if position is None else int(position)
+
+
 def _failed_record(consumer: str, record: ConsumerRecord) -> FailedRecord:
-    headers = list(record.headers or ())
-    event_id = next((v.decode(errors="replace") for n, v in headers if n == "ce_id"), None)
-    stream_id = record.key.decode(errors="replace") if record.key else f"unkeyed:{record.partition}"
+    """Never fails, whatever was produced: parking is the one thing a poison record must not break."""
+    headers = [(name, value or b"") for name, value in record.headers or ()]
+    event_id = next((v.decode(errors="replace")[:EVENT_ID_LENGTH] for n, v in headers if n == "ce_id"), None)
+    key = record.key.decode(errors="replace") if record.key else f"unkeyed:{record.partition}"
+    stream_id = key[:STREAM_ID_LENGTH]
     return FailedRecord(
         consumer, stream_id, record.topic, record.partition, record.offset, event_id, headers, record.value
     )

@@ -36,7 +36,27 @@ def _header_text(headers: list[tuple[str, bytes]]) -> list[list[str]]:
 async def park(
     conn: AsyncConnection, record: FailedRecord, reason: str, *, dead_letter_topic: str, blocking: bool
 ) -> None:
+    """Idempotent per record (consumer, topic, partition, offset): a consumer rebuilt from offset zero meets the
+    same poison records again, and must park them again without tripping over the rows of the first time."""
     now = format_time(utc_now())
+    if not await _is_parked(conn, record):
+        await _insert_parked(conn, record, reason, now, blocking=blocking)
+    dlq_id = f"dlq:{record.consumer}:{record.topic}:{record.partition}:{record.offset}"[:200]
+    if (await conn.execute(sa.select(outbox.c.id).where(outbox.c.event_id == dlq_id))).first() is None:
+        await _queue_dead_letter(conn, record, reason, now, dlq_id, dead_letter_topic)
+
+
+async def _is_parked(conn: AsyncConnection, record: FailedRecord) -> bool:
+    query = sa.select(parked_events.c.id).where(
+        parked_events.c.consumer == record.consumer,
+        parked_events.c.topic == record.topic,
+        parked_events.c.partition == record.partition,
+        parked_events.c.offset == record.offset,
+    )
+    return (await conn.execute(query)).first() is not None
+
+
+async def _insert_parked(conn: AsyncConnection, record: FailedRecord, reason: str, now: str, *, blocking: bool) -> None:
     await conn.execute(
         parked_events.insert().values(
             consumer=record.consumer,
@@ -52,6 +72,12 @@ async def park(
             blocking=blocking,
         )
     )
+
+
+async def _queue_dead_letter(
+    conn: AsyncConnection, record: FailedRecord, reason: str, now: str, dlq_id: str, dead_letter_topic: str
+) -> None:
+    """Through the outbox, in the consumer's transaction: the dead-letter record cannot be lost either."""
     dlq_headers = [
         *_header_text(record.headers),
         ["dlq_reason", reason],
@@ -60,7 +86,7 @@ async def park(
     ]
     await conn.execute(
         outbox.insert().values(
-            event_id=f"dlq:{record.consumer}:{record.topic}:{record.partition}:{record.offset}"[:200],
+            event_id=dlq_id,
             topic=dead_letter_topic,
             key=record.stream_id,
             headers=orjson.dumps(dlq_headers).decode(),

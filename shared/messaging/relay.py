@@ -4,6 +4,9 @@ It wakes as soon as a command commits (no polling delay on the hot path) and als
 left by a crash or written by another replica. Sends are batched: all rows of a round are handed to the
 idempotent producer (acks=all) at once, then awaited together. A crash after the send and before the mark
 publishes the rows again; consumers drop the duplicates by event id.
+
+Replicas of a service share its database: only the replica holding the relay lease publishes
+(`relay_lease.py`), and it marks rows sent only while it still holds it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared.events.envelope import format_time, utc_now
 from shared.messaging.kafka_config import connection_options
+from shared.messaging.relay_lease import RelayLease
 from shared.settings import Settings
 from shared.store.database import Database
 from shared.store.schema import outbox
@@ -48,9 +52,16 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
 
 class OutboxRelay:
     def __init__(
-        self, database: Database, producer: AIOKafkaProducer, *, batch_size: int = 500, poll_seconds: float = 1.0
+        self,
+        database: Database,
+        producer: AIOKafkaProducer,
+        *,
+        batch_size: int = 500,
+        poll_seconds: float = 1.0,
+        lease: RelayLease | None = None,
     ):
         self.database = database
+        self.lease = lease
         self.producer = producer
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
@@ -71,6 +82,14 @@ class OutboxRelay:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.lease is not None:
+            with contextlib.suppress(Exception):
+                await self.lease.release()
+
+    @property
+    def holds_lease(self) -> bool:
+        """Whether this replica's relay publishes (always, without a lease: one process per database)."""
+        return self.lease is None or self.lease.held
 
     async def backlog(self) -> int:
         async with self.database.read() as conn:
@@ -80,9 +99,10 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """One or more rounds until the outbox is empty; returns how many rows were published."""
         total = 0
-        while rows := await self._fetch_unsent():
+        while await self._may_publish() and (rows := await self._fetch_unsent()):
             await self._send(rows)
-            await self._mark_sent(rows)
+            if not await self._mark_sent(rows):
+                break
             total += len(rows)
         self.published += total
         return total
@@ -122,7 +142,14 @@ class OutboxRelay:
         ]
         await asyncio.gather(*futures)
 
-    async def _mark_sent(self, rows: list[OutboxRow]) -> None:
+    async def _may_publish(self) -> bool:
+        return self.lease is None or await self.lease.ensure()
+
+    async def _mark_sent(self, rows: list[OutboxRow]) -> bool:
+        """False if another replica took the lease meanwhile: it publishes these rows again, so leave them."""
         ids = [row.id for row in rows]
         async with self.database.transaction() as conn:
+            if self.lease is not None and not await self.lease.confirm(conn):
+                return False
             await conn.execute(outbox.update().where(outbox.c.id.in_(ids)).values(sent_at=format_time(utc_now())))
+        return True

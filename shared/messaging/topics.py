@@ -3,6 +3,7 @@ broker auto-creation: a mistyped topic name must fail loudly, not silently creat
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -13,6 +14,8 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
+TOPIC_READY_SECONDS = 30.0
+TOPIC_POLL_SECONDS = 0.1
 EVENT_LOG_CONFIG = {"retention.ms": "-1", "cleanup.policy": "delete"}
 
 
@@ -42,9 +45,24 @@ async def ensure_topics(settings: Settings, topics: list[NewTopic] | None = None
         missing = [topic for topic in wanted if topic.name not in existing]
         if missing:
             await _create(admin, missing)
+            await _wait_for_partitions(admin, missing)
         return [topic.name for topic in missing]
     finally:
         await admin.close()
+
+
+async def _wait_for_partitions(admin: AIOKafkaAdminClient, created: list[NewTopic]) -> None:
+    """A consumer that joins while a new topic still shows no partitions gets none until its next metadata
+    refresh, minutes later; so creation only counts as done once every partition is visible."""
+    names = [topic.name for topic in created]
+    expected = {topic.name: topic.num_partitions for topic in created}
+    async with asyncio.timeout(TOPIC_READY_SECONDS):
+        while True:
+            described = await admin.describe_topics(names)
+            seen = {d["topic"]: len(d.get("partitions", [])) for d in described if not d.get("error_code")}
+            if all(seen.get(name, 0) >= count for name, count in expected.items()):
+                return
+            await asyncio.sleep(TOPIC_POLL_SECONDS)
 
 
 async def _create(admin: AIOKafkaAdminClient, missing: list[NewTopic]) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.domain.batch_fold import fold
@@ -92,10 +94,37 @@ def view_row(state: BatchState, updated_at: str) -> dict[str, Any]:
 
 
 async def upsert_view(conn: AsyncConnection, state: BatchState, updated_at: str) -> None:
+    """Never moves a row back to an older version, whichever transaction commits last.
+
+    On SQLite and PostgreSQL it is one INSERT .. ON CONFLICT DO UPDATE .. WHERE version <= new version: one round
+    trip (not up to three) inside the transaction that holds the write lock, atomic against a concurrent insert,
+    and a statement built once and cached. Other dialects take the portable path.
+    """
     row = view_row(state, updated_at)
-    updated = await conn.execute(batch_view.update().where(batch_view.c.batch_id == state.batch_id).values(**row))
-    if updated.rowcount == 0:
+    upsert = _UPSERTS.get(conn.dialect.name)
+    if upsert is not None:
+        await conn.execute(upsert, row)
+        return
+    newer_or_same = (batch_view.c.batch_id == state.batch_id) & (batch_view.c.version <= state.version)
+    updated = await conn.execute(batch_view.update().where(newer_or_same).values(**row))
+    if updated.rowcount:
+        return
+    exists = await conn.execute(sa.select(batch_view.c.version).where(batch_view.c.batch_id == state.batch_id))
+    if exists.first() is None:
         await conn.execute(batch_view.insert().values(**row))
+
+
+def _guarded_upsert(insert: Any) -> Any:
+    statement = insert(batch_view)
+    columns = {column.name: statement.excluded[column.name] for column in batch_view.c if column.name != "batch_id"}
+    return statement.on_conflict_do_update(
+        index_elements=[batch_view.c.batch_id],
+        set_=columns,
+        where=batch_view.c.version <= statement.excluded.version,
+    )
+
+
+_UPSERTS: dict[str, Any] = {"sqlite": _guarded_upsert(sqlite_insert), "postgresql": _guarded_upsert(postgresql_insert)}
 
 
 async def refresh_batch(conn: AsyncConnection, store: EventStore, batch_id: str, updated_at: str) -> BatchState | None:
@@ -107,11 +136,17 @@ async def refresh_batch(conn: AsyncConnection, store: EventStore, batch_id: str,
 
 
 def replicate_batches(store: EventStore) -> Handler:
-    """Handler for the batch topic: keep the event in the local stream and refresh the batch view."""
+    """Handler for the batch topic: keep the event in the local stream and refresh the batch view.
+
+    The service's own events come back from Kafka too; their view was refreshed when they were committed.
+    """
 
     async def handle(conn: AsyncConnection, envelope: Envelope, payload: Payload) -> None:
-        await store.replicate(conn, envelope)
-        await refresh_batch(conn, store, envelope.subject, format_time(envelope.time))
+        """An event already in the local stream (this service's own, coming back from the topic) changes nothing:
+        its view was refreshed in the transaction that stored it. Refolding it would cost a load, a fold and a
+        write per own event, and on PostgreSQL could put an older fold back over a newer command's view."""
+        if await store.replicate(conn, envelope):
+            await refresh_batch(conn, store, envelope.subject, format_time(envelope.time))
 
     return handle
 

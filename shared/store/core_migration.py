@@ -29,6 +29,8 @@ CORE_TABLES = (
     schema.processed_events,
     schema.parked_events,
     schema.idempotency_keys,
+    schema.relay_lease,
+    schema.dead_letter_actions,
 )
 
 
@@ -38,6 +40,7 @@ def upgrade_core() -> None:
     op.create_index("ix_outbox_unsent", "outbox", ["sent_at", "id"])
     op.create_index("ix_events_type", "events", ["event_type"])
     op.create_index("ix_parked_stream", "parked_events", ["consumer", "stream_id"])
+    op.create_index("ix_dead_letter_actions_parked", "dead_letter_actions", ["parked_id"])
     _create_batch_view()
 
 
@@ -51,6 +54,7 @@ def _create_batch_view() -> None:
 
 def downgrade_core() -> None:
     op.drop_table("batch_view")
+    op.drop_index("ix_dead_letter_actions_parked", "dead_letter_actions")
     op.drop_index("ix_parked_stream", "parked_events")
     op.drop_index("ix_events_type", "events")
     op.drop_index("ix_outbox_unsent", "outbox")

@@ -233,8 +233,11 @@ class EventStore:
 
         One lock, always taken first, means two transactions can never hold row locks in opposite orders:
         PostgreSQL deadlocks between a command and a projection touching the same batches cannot happen.
+        SQLite needs no row lock (BEGIN IMMEDIATE already admits one writer at a time), so there it is skipped:
+        the read would only be one more round trip while the database's write lock is held.
         """
-        await self._lock_chain_head(conn)
+        if conn.dialect.name == "postgresql":
+            await self._lock_chain_head(conn)
 
     async def _lock_chain_head(self, conn: AsyncConnection) -> tuple[int, str]:
         """Serialises this service's appends so that its sequence is gap-free and in commit order."""

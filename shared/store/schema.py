@@ -1,5 +1,6 @@
-"""Tables every service's database has: its event store, outbox, hash-chain head, consumer positions and
-idempotency records. Service read models add their own tables in their own migrations.
+"""Tables every service's database has: its event store, outbox, hash-chain head, consumer positions,
+idempotency records, the outbox relay's lease and the log of what operators did with parked events. Service
+read models add their own tables in their own migrations.
 
 This metadata describes the tables for queries; the tables themselves are created by Alembic migrations
 (`shared/store/core_migration.py`), never by `create_all` on a production path.
@@ -86,6 +87,30 @@ parked_events = sa.Table(
     sa.Column("value", sa.LargeBinary),
     sa.Column("parked_at", sa.String(40), nullable=False),
     sa.Column("blocking", sa.Boolean, nullable=False),
+)
+
+relay_lease = sa.Table(
+    "relay_lease",
+    metadata,
+    sa.Column("name", sa.String(120), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("renewed_at", sa.Float, nullable=False),
+    sa.Column("token", sa.BigInteger, nullable=False),
+)
+
+dead_letter_actions = sa.Table(
+    "dead_letter_actions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("parked_id", sa.BigInteger, nullable=False),
+    sa.Column("consumer", sa.String(120), nullable=False),
+    sa.Column("stream_id", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(30), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+    sa.Column("at", sa.String(40), nullable=False),
 )
 
 idempotency_keys = sa.Table(

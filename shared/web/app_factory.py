@@ -8,9 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from shared.contract.router import router as contract_router
+from shared.messaging.relay_lease import install_lease_gauge
 from shared.settings import Settings, get_settings
 from shared.store.migrations import upgrade
-from shared.web import health, metrics
+from shared.web import deadletter_routes, health, limits, metrics
 from shared.web.auth import get_auth_settings, install_auth_error_handler
 from shared.web.errors import install_error_handlers
 from shared.web.logging import CorrelationIdMiddleware, configure_logging
@@ -25,6 +26,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         configure_logging(spec.name, settings.log_level, settings=settings)
         runtime = ServiceRuntime.build(spec, settings)
         runtime.metrics = metrics.ServiceMetrics()
+        install_lease_gauge(runtime.metrics.registry, lambda: runtime.relay is not None and runtime.relay.holds_lease)
         if settings.migrate_on_start:
             await upgrade(runtime.database, spec.versions_dir)
         runtime.start_kafka()
@@ -35,6 +37,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             await runtime.stop()
 
     app = FastAPI(title=spec.title, description=spec.description, version="1.0.0", lifespan=lifespan)
+    app.add_middleware(limits.RequestLimitsMiddleware)
     app.add_middleware(CorrelationIdMiddleware)
     install_error_handlers(app)
     install_auth_error_handler(app)
@@ -42,6 +45,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(contract_router)
+    app.include_router(deadletter_routes.router)
     for router in spec.routers:
         app.include_router(router)
     return app

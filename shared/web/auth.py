@@ -463,6 +463,20 @@ def ensure_donor_access(principal: Principal, donor_id: str) -> None:
     _refuse(principal, f"{principal.actor} may not act for donor {donor_id!r}; this token's donor: {own}")
 
 
+def own_donor_filter(principal: Principal, donor_id: str | None) -> str | None:
+    """The donor filter of a list route: a donor's defaults to, and may only be, their own donor id.
+
+    Without it a list route would show a donor every donor's pledges and batches when they leave the filter out.
+    Other roles keep the filter they asked for (None: everyone's).
+    """
+    if principal.role is not Role.donor:
+        return donor_id
+    if not principal.donor_id:
+        _refuse(principal, "this donor token names no donor; mint it with `aidtrail token --role donor --donor <id>`")
+    ensure_donor_access(principal, donor_id or principal.donor_id)
+    return principal.donor_id
+
+
 def _refuse(principal: Principal, message: str) -> NoReturn:
     logger.info("forbidden for %s: %s", principal.actor, message)
     raise forbidden(message)

@@ -1,4 +1,7 @@
-"""Read routes every service offers over its batch view: a batch's rebuilt state, its events, and a filtered list."""
+"""Read routes every service offers over its batch view: a batch's rebuilt state, its events, and a filtered list.
+
+Every role may read them, except that a donor sees only the batches of their own pledges.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,11 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
+from shared.domain.batch_state import BatchState
 from shared.domain.errors import NotFound
 from shared.events.envelope import format_time
 from shared.projections.batch_view import batch_view, fold_stored, state_to_json
-from shared.web.auth import Principal, current_principal
+from shared.web.auth import Principal, Role, current_principal, ensure_donor_access, forbidden, own_donor_filter
 from shared.web.pagination import Page, PageParams, page_params
 from shared.web.runtime import ServiceRuntime, get_runtime
 
@@ -56,7 +60,7 @@ class BatchDetail(BaseModel):
 
 @router.get("/{batch_id}", response_model=BatchDetail, summary="A batch's state, rebuilt by the fold from its events.")
 async def get_batch(
-    batch_id: str, runtime: ServiceRuntime = Depends(get_runtime), _: Principal = Depends(current_principal)
+    batch_id: str, runtime: ServiceRuntime = Depends(get_runtime), principal: Principal = Depends(current_principal)
 ) -> BatchDetail:
     from shared.domain.batch_fold import allowed_events
 
@@ -65,17 +69,20 @@ async def get_batch(
     state = fold_stored(stored, batch_id)
     if state is None:
         raise NotFound(f"batch {batch_id} is not known to this service; check the id or wait for its events")
+    ensure_donor_access(principal, state.donor_id)
     return BatchDetail(batch_id=batch_id, state=state_to_json(state), allowed_next=allowed_events(state))
 
 
 @router.get("/{batch_id}/events", response_model=list[BatchEvent], summary="A batch's events, in stream order.")
 async def get_batch_events(
-    batch_id: str, runtime: ServiceRuntime = Depends(get_runtime), _: Principal = Depends(current_principal)
+    batch_id: str, runtime: ServiceRuntime = Depends(get_runtime), principal: Principal = Depends(current_principal)
 ) -> list[BatchEvent]:
     async with runtime.database.read() as conn:
         stored = await runtime.store.load(conn, batch_id)
     if not stored:
         raise NotFound(f"batch {batch_id} has no events here; check the id or wait for its events")
+    if principal.role is Role.donor:
+        ensure_donor_may_read(principal, fold_stored(stored, batch_id), batch_id)
     return [
         BatchEvent(
             version=e.version,
@@ -93,6 +100,14 @@ async def get_batch_events(
     ]
 
 
+def ensure_donor_may_read(principal: Principal, state: BatchState | None, stream_id: str) -> None:
+    """A donor reads only their own batches here; other streams (pledges, shipments, needs) are not batches, and
+    the pledge service shows a donor their own pledges at GET /pledges/{pledge_id}."""
+    if state is None:
+        raise forbidden(f"{stream_id} is not a batch; a donor reads their own pledges at GET /pledges/{{pledge_id}}")
+    ensure_donor_access(principal, state.donor_id)
+
+
 @router.get("", response_model=Page[BatchSummary], summary="Batches known to this service, filtered and paged.")
 async def list_batches(
     status: str | None = Query(None, description="Only batches in this state, e.g. in_stock."),
@@ -105,8 +120,9 @@ async def list_batches(
     shipment_id: str | None = Query(None),
     page: PageParams = Depends(page_params),
     runtime: ServiceRuntime = Depends(get_runtime),
-    _: Principal = Depends(current_principal),
+    principal: Principal = Depends(current_principal),
 ) -> Page[BatchSummary]:
+    donor_id = own_donor_filter(principal, donor_id)
     filters = {
         "status": status,
         "item": item,

@@ -70,7 +70,7 @@ async def execute(
 async def _attempt_once(
     runtime: ServiceRuntime, decide: Decide, principal: str, key: str | None, request_fingerprint: str
 ) -> JSONResponse:
-    scoped_key = f"{runtime.spec.name}:{principal}:{key}" if key else None
+    scoped_key = _scoped_key(runtime.spec.name, principal, key) if key else None
     async with runtime.database.transaction() as conn:
         await runtime.store.lock_writes(conn)
         if scoped_key and (stored := await _stored_answer(conn, scoped_key, request_fingerprint)):
@@ -103,6 +103,11 @@ async def _refresh_views(
             await refresh_batch(conn, runtime.store, batch_id, updated_at)
         elif (state := fold((parse_envelope(e) for e in envelopes), batch_id)) is not None:
             await upsert_view(conn, state, updated_at)
+
+
+def _scoped_key(service: str, principal: str, key: str) -> str:
+    """Keys are per service and per caller; hashed, so that long keys or subjects always fit the column."""
+    return hashlib.sha256(f"{service}\x00{principal}\x00{key}".encode()).hexdigest()
 
 
 async def _stored_answer(conn: AsyncConnection, key: str, request_fingerprint: str) -> JSONResponse | None:

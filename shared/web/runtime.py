@@ -18,6 +18,7 @@ from shared.events.envelope import Envelope
 from shared.events.registry import payload_data
 from shared.messaging.consumer import Handler, ProjectionConsumer
 from shared.messaging.relay import OutboxRelay, make_producer
+from shared.messaging.relay_lease import RelayLease, relay_lease_name
 from shared.messaging.topics import ensure_topics
 from shared.settings import Settings
 from shared.store.database import Database
@@ -78,6 +79,10 @@ class ServiceRuntime:
             causation_id=causation_id,
         )
 
+    def consumer_name(self, consumer_spec: ConsumerSpec) -> str:
+        """The consumer group, and the name its positions and parked events are stored under."""
+        return f"{self.settings.topic_prefix}.{self.spec.name}.{consumer_spec.name}"
+
     def events_committed(self) -> None:
         if self.relay is not None:
             self.relay.wake()
@@ -107,11 +112,12 @@ class ServiceRuntime:
             self.producer,
             batch_size=self.settings.relay_batch_size,
             poll_seconds=self.settings.relay_poll_seconds,
+            lease=RelayLease(self.database, relay_lease_name(self.spec.name)),
         )
         self.relay.start()
         for consumer_spec in self.spec.consumers:
             consumer = ProjectionConsumer(
-                name=f"{self.settings.topic_prefix}.{self.spec.name}.{consumer_spec.name}",
+                name=self.consumer_name(consumer_spec),
                 topics=consumer_spec.topics(self.settings),
                 handler=consumer_spec.handler(self),
                 database=self.database,

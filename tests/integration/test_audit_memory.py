@@ -133,7 +133,7 @@ def measure(settings: Settings) -> Measured:
 @pytest.fixture(scope="session")
 async def memory_logs(kafka_bootstrap: str) -> dict[int, Settings]:
     """Produced once per session: 20k and 200k events over the same 100 batches."""
-    logs = {}
+    logs: dict[int, Settings] = {}
     for total in (20_000, 200_000):
         settings = Settings(topic_prefix=new_topic_prefix(), kafka_bootstrap=kafka_bootstrap)
         assert await write_log(settings, total // BATCHES) == total

@@ -109,11 +109,12 @@ class Dispatch:
         response = await self.service.get(f"/batches/{batch_id}")
         return str(response.json()["state"]["status"]) if response.status_code == 200 else None
 
-    async def seed_batch(self, batch_id: str, quantity: int, recipient_id: str = JINYINTAN, **options: Any) -> None:
-        await self.seed.batch(batch_id, quantity, recipient_id, **options)
-        until = options.get("until", "picked")
-        status = "allocated" if until == "allocated" else until
-        await wait_until(lambda: self._has_status(batch_id, status), what=f"dispatch to see {batch_id} {status}")
+    async def seed_batch(
+        self, batch_id: str, quantity: int, recipient_id: str = JINYINTAN, until: str = "picked"
+    ) -> None:
+        """Seed a batch up to `until` (allocated or picked) and wait until dispatch has folded it to that state."""
+        await self.seed.batch(batch_id, quantity, recipient_id, until=until)
+        await wait_until(lambda: self._has_status(batch_id, until), what=f"dispatch to see {batch_id} {until}")
 
     async def _has_status(self, batch_id: str, status: str) -> bool:
         return await self.batch_status(batch_id) == status

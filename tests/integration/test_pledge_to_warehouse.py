@@ -14,19 +14,18 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.events import batch_events as ev
 from shared.events.envelope import Envelope, encode_data, new_event_id, to_headers
 from shared.events.registry import payload_data
 from shared.messaging.consumer import ProjectionConsumer
 from shared.messaging.kafka_config import connection_options
-from shared.messaging.topics import ensure_topics
 from shared.settings import Settings
 from shared.store.schema import consumer_positions, events, processed_events
 from shared.web.auth import Role
 from tests.fixtures.databases import fresh_postgres_url, sqlite_url
 from tests.harness import ServiceHandle, running_service, service_settings, wait_until
+from tests.integration.test_warehouse_service import topics_ready
 
 WAREHOUSE = "wh-wuhan-1"
 
@@ -54,26 +53,6 @@ async def warehouse_settings(database_url: str, topic_prefix: str, kafka_bootstr
 @pytest.fixture
 def pledge_settings(pledge_database_url: str, topic_prefix: str, kafka_bootstrap: str) -> Settings:
     return service_settings("pledge", pledge_database_url, topic_prefix, kafka_bootstrap)
-
-
-async def topics_ready(settings: Settings) -> None:
-    """Create the test's topics and wait for all their partitions, so no consumer joins a half-created topic
-    (it would be assigned nothing until its next metadata refresh, minutes later)."""
-    await ensure_topics(settings)
-    admin = AIOKafkaAdminClient(**connection_options(settings))
-    await admin.start()
-    try:
-
-        async def described() -> bool:
-            wanted = [settings.batch_topic, settings.reference_topic]
-            found = await admin.describe_topics(wanted)
-            return len(found) == len(wanted) and all(
-                t["error_code"] == 0 and len(t["partitions"]) == settings.topic_partitions for t in found
-            )
-
-        await wait_until(described, what="the test topics to have all their partitions")
-    finally:
-        await admin.close()
 
 
 # --- helpers -------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ break it; a clean log passes every check. Offline: the same drills run against K
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -133,3 +134,28 @@ def test_flow_runs_from_donor_through_warehouse_and_hub_to_recipient() -> None:
     assert links[("site:hub-xiantao", "recipient:rcp-jinyintan")] == 600
     assert links[("site:wh-wuhan-1", "recipient:rcp-jinyintan")] == 320
     assert links[("site:wh-wuhan-1", "loss:rejected")] == 30
+
+
+def test_event_on_the_wrong_topic_is_reported_and_still_folded() -> None:
+    log = new_log()
+    life = clean_lifecycle(log)
+    log.records[log.index_of(life.id("inspected"))].topic = log.settings.reference_topic
+    result = audit_offline(log, AuditOptions(now=log.clock))
+    assert result.failed_checks == ["events-readable"]
+    assert (
+        "is on unit.reference-events, not on unit.batch-events" in result.check("events-readable").findings[0].message
+    )
+    root = result.state(life.root)
+    assert root is not None and root.status.value == "confirmed"
+
+
+def test_record_that_is_not_a_cloudevent_is_reported_unreadable() -> None:
+    log = new_log()
+    clean_lifecycle(log)
+    template = log.records[-1]
+    log.records.append(
+        replace(template, value=b"\x00garbage", headers=[("ce_id", b"x")], timestamp_ms=template.timestamp_ms + 1)
+    )
+    result = audit_offline(log, AuditOptions(now=log.clock))
+    assert result.failed_checks == ["events-readable"] and result.stats.unreadable == 1
+    assert "missing CloudEvents header(s)" in result.check("events-readable").findings[0].message

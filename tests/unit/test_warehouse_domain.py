@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
+import orjson
 import pytest
 
 from services.warehouse import allocation, domain, stock
@@ -279,7 +280,6 @@ def test_stock_adds_up_batches_of_one_lot_and_counts_picked_goods_as_reserved() 
 
 
 def _json_roundtrip(state: dict[str, object]) -> dict[str, object]:
-    import orjson
-
+    """As the batch view stores it: dates become ISO strings."""
     loaded: dict[str, object] = orjson.loads(orjson.dumps(state, default=str))
     return loaded

@@ -1,0 +1,1 @@
+"""Bad-input suites: schemathesis against every OpenAPI document, and hand-written hostile requests."""

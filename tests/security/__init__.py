@@ -1,0 +1,1 @@
+"""Security suites: the declared route policy, scoping and tokens, checked against the running services."""
