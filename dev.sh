@@ -6,8 +6,9 @@
 #   ./dev.sh bench [ARGS...]   set up, start Kafka, run `python -m bench ARGS...`
 #   ./dev.sh setup             only check the prerequisites and create/update .venv
 #
-# Needs python3 >= 3.11, java and mvn. Everything else (the virtualenv, the Kafka jars, a
-# PostgreSQL server for the tests) is installed by this script and the ones it calls.
+# Needs python3 >= 3.11, java and mvn (and npm for `test`). Everything else (the virtualenv, the Kafka
+# jars, a PostgreSQL server and the AsyncAPI CLI for the tests) is installed by this script and the ones
+# it calls.
 #
 # Environment:
 #   PYTHON                  interpreter used to create .venv (default: python3)
@@ -115,6 +116,14 @@ ensure_postgres() {
     info "AIDTRAIL_TEST_POSTGRES_URL=$AIDTRAIL_TEST_POSTGRES_URL"
 }
 
+# --- AsyncAPI CLI (validates docs/asyncapi.yaml in the tests) ------------------------------
+ensure_asyncapi_cli() {
+    section "AsyncAPI CLI (npm, into .aidtrail/node)"
+    command -v npm >/dev/null 2>&1 ||
+        die "npm not found: install Node.js 20+ with npm (Debian/Ubuntu: apt-get install nodejs npm)"
+    python -m shared.cli.contract_commands install-cli || die "installing the AsyncAPI CLI failed"
+}
+
 # --- commands -----------------------------------------------------------------------------
 cmd_demo() {
     check_prerequisites
@@ -137,6 +146,7 @@ cmd_test() {
     ensure_venv
     start_kafka
     ensure_postgres
+    ensure_asyncapi_cli
 
     if [[ "${AIDTRAIL_SKIP_LINT:-0}" == 1 ]]; then
         section "ruff and mypy skipped (AIDTRAIL_SKIP_LINT=1)"

@@ -29,6 +29,7 @@ console = Console(stderr=True)
 @dataclass(frozen=True)
 class Config:
     sizes: list[int]
+    replay: str
     replay_rounds: int
     fresh_log: bool
     backends: list[str]
@@ -42,22 +43,29 @@ def parse(argv: list[str]) -> Config:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and a few seconds of load (< ~60 s)")
     parser.add_argument("--sizes", type=int, nargs="+", help="replay log sizes (default 100000 1000000)")
-    parser.add_argument("--rounds", type=int, help="alternating rounds of ours and baseline (default 3; quick 1)")
+    parser.add_argument(
+        "--rounds", type=int, help="alternating rounds of ours and baseline per command row (default 5; quick 1)"
+    )
+    parser.add_argument("--replay-rounds", type=int, help="rounds of the replay rows (default 2; quick 1)")
     parser.add_argument("--seconds", type=float, help="measured seconds per command-load run (default 8)")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent HTTP clients (default 8)")
     parser.add_argument("--rate", type=float, default=200.0, help="steady commands/s of the latency row")
-    parser.add_argument("--latency-seconds", type=float, help="seconds of steady load (default 30; quick 3)")
+    parser.add_argument("--latency-seconds", type=float, help="seconds of steady load (default 30; quick 1)")
     parser.add_argument("--latency-consumer", choices=["auto", "warehouse", "projection"], default="auto")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="run only these parts")
     parser.add_argument("--fresh-log", action="store_true", help="write the replay logs again even if present")
+    parser.add_argument(
+        "--replay", choices=["auto", "auditor", "fold"], default="auto", help="ours: auditor (auto when present)"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file to append to")
     parser.add_argument("--no-append", action="store_true", help="print the table only")
     args = parser.parse_args(argv)
     quick = args.quick
     return Config(
         sizes=args.sizes or ([300, 3000] if quick else [100_000, 1_000_000]),
-        replay_rounds=args.rounds or (1 if quick else 3),
+        replay=args.replay,
+        replay_rounds=args.replay_rounds or (1 if quick else 2),
         fresh_log=args.fresh_log,
         backends=args.backends,
         load=commands_bench.LoadPlan(
@@ -68,7 +76,7 @@ def parse(argv: list[str]) -> Config:
         ),
         latency=latency_bench.LatencyPlan(
             rate=args.rate,
-            seconds=args.latency_seconds or (3.0 if quick else 30.0),
+            seconds=args.latency_seconds or (1.0 if quick else 30.0),
             consumer=_latency_consumer(args.latency_consumer),
         ),
         parts=args.only,
@@ -89,7 +97,9 @@ async def run(config: Config) -> list[Row]:
     async with workdir() as scratch:
         if "replay" in config.parts:
             console.log(f"replay: sizes {config.sizes}, {config.replay_rounds} rounds")
-            rows += await replay_bench.measure(config.sizes, kafka, config.replay_rounds, config.fresh_log)
+            rows += await replay_bench.measure(
+                config.sizes, kafka, config.replay_rounds, config.fresh_log, config.replay
+            )
         if "commands" in config.parts:
             for backend in config.backends:
                 console.log(f"commands: {backend}, {config.load}")

@@ -1,6 +1,7 @@
-"""`python -m bench.ab BEFORE_TREE`: the command row of the pledge service, with the code of another tree
-(a copy of shared/ and services/, e.g. `git archive <commit> shared services | tar -x -C /tmp/before`) against
-this one, alternating runs. This is how the before/after figures of bench/RESULTS.md were taken on a noisy machine.
+"""`python -m bench.ab TREE [TREE ...]`: the commands row of the pledge service run with the code of other trees
+(copies of shared/ and services/, e.g. `git archive <commit> shared services | tar -x -C /tmp/before`) next to
+this one, alternating runs. This is how the before/after figures in bench/RESULTS.md were taken on a noisy
+machine: drift hits every variant alike, the medians compare.
 """
 
 from __future__ import annotations
@@ -19,19 +20,19 @@ from bench.load import LoadResult
 from bench.servers import REPO_ROOT
 
 
-async def compare(before: Path, backend: str, plan: LoadPlan) -> dict[str, list[LoadResult]]:
+async def compare(trees: dict[str, Path], backend: str, plan: LoadPlan) -> dict[str, list[LoadResult]]:
     kafka = await kafka_bootstrap()
-    runs: dict[str, list[LoadResult]] = {"before": [], "after": []}
+    runs: dict[str, list[LoadResult]] = {name: [] for name in trees}
+    order = list(trees.items())
     async with workdir() as scratch:
         for round_no in range(plan.rounds):
-            order = (("before", before), ("after", REPO_ROOT))
             for name, root in order if round_no % 2 == 0 else reversed(order):
                 runs[name].append(await one_run("pledge", backend, kafka, scratch, plan, code_root=root))
     return runs
 
 
 def show(backend: str, runs: dict[str, list[LoadResult]]) -> None:
-    table = Table(title=f"pledge commands, {backend}: before vs after (median of rounds)")
+    table = Table(title=f"pledge commands, {backend} (median of rounds)")
     for column in ("code", "commands/s", "server CPU ms/command", "errors"):
         table.add_column(column)
     for name, results in runs.items():
@@ -43,15 +44,16 @@ def show(backend: str, runs: dict[str, list[LoadResult]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__)
-    parser.add_argument("before", type=Path, help="tree holding the 'before' shared/ and services/")
+    parser.add_argument("trees", type=Path, nargs="+", help="trees holding shared/ and services/ to compare")
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgres"])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
+    trees = {str(tree): tree.resolve() for tree in args.trees} | {"this tree": REPO_ROOT}
     plan = LoadPlan(seconds=args.seconds, concurrency=args.concurrency, rounds=args.rounds)
     for backend in args.backends:
-        show(backend, asyncio.run(compare(args.before.resolve(), backend, plan)))
+        show(backend, asyncio.run(compare(trees, backend, plan)))
 
 
 if __name__ == "__main__":

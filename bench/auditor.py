@@ -65,8 +65,13 @@ async def run_auditor(replay: ReplayFunction, settings: Settings) -> dict[str, A
 
 
 def _numbers(result: Any) -> dict[str, Any]:
-    """Integer fields of the auditor's summary (events read, findings...), for the notes; best effort."""
-    fields = getattr(result, "__dict__", None) or {}
-    if hasattr(result, "__slots__"):
-        fields = {name: getattr(result, name, None) for name in result.__slots__}
-    return {name: value for name, value in fields.items() if isinstance(value, int) and not isinstance(value, bool)}
+    """What the auditor says about the run, for the notes: its own stats and the checks that failed (a valid
+    generated log should fail none; if it does, the figures are still throughput, but the notes show it)."""
+    summary: dict[str, Any] = {}
+    stats = getattr(result, "stats", None)
+    if stats is not None and callable(getattr(stats, "to_json", None)):
+        summary.update(stats.to_json())
+    failed = getattr(result, "failed_checks", None)
+    if isinstance(failed, list):
+        summary["failed_checks"] = failed
+    return summary

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
+import psutil  # type: ignore[import-untyped,unused-ignore]
 
-from bench.environment import fresh_database
+from bench.environment import fresh_database, run_topics
 from bench.load import LoadResult, closed_loop, new_client
 from bench.results import Direction, Row, Target, fmt_rate, ratio
 from bench.servers import REPO_ROOT, served
@@ -72,13 +72,11 @@ async def one_run(
     async def send(client: httpx.AsyncClient, n: int) -> httpx.Response:
         return await client.post(f"{server.url}/pledges", json=pledge_body(n), headers=headers)
 
-    async with fresh_database(backend, workdir) as url:
-        settings = {
-            "database_url": url,
-            "kafka_bootstrap": kafka,
-            "topic_prefix": f"bench-cmd-{uuid.uuid4().hex[:8]}",
-            "log_level": "WARNING",
-        }
+    async with (
+        fresh_database(backend, workdir) as url,
+        run_topics(kafka, f"bench-cmd-{uuid.uuid4().hex[:8]}") as prefix,
+    ):
+        settings = {"database_url": url, "kafka_bootstrap": kafka, "topic_prefix": prefix, "log_level": "WARNING"}
         async with (
             served(app, settings, workdir, code_root=code_root) as server,
             new_client(plan.concurrency) as client,

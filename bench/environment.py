@@ -7,6 +7,7 @@ one run never measures a database grown by the run before.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import uuid
@@ -15,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.engine import make_url
 
 from shared.broker import start_async
@@ -39,6 +41,29 @@ async def kafka_bootstrap() -> str:
             raise BenchEnvironmentError(f"{BOOTSTRAP_ENV}={external} does not answer; unset it to use our broker")
         return external
     return (await start_async()).bootstrap
+
+
+async def drop_topics(kafka: str, prefix: str) -> None:
+    """Delete the topics of one measured run (`prefix.*`): every run makes fresh topics, and thousands of
+    leftover partitions are what exhausts a small development broker's heap."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        names = [name for name in await admin.list_topics() if name.startswith(f"{prefix}.")]
+        if names:
+            await admin.delete_topics(names, timeout_ms=30_000)
+    finally:
+        await admin.close()
+
+
+@asynccontextmanager
+async def run_topics(kafka: str, prefix: str) -> AsyncIterator[str]:
+    """A topic prefix for one run; its topics are deleted afterwards, whatever happened (best effort)."""
+    try:
+        yield prefix
+    finally:
+        with contextlib.suppress(Exception):
+            await drop_topics(kafka, prefix)
 
 
 def postgres_admin_url() -> str:

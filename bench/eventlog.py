@@ -151,7 +151,10 @@ def unit_events(unit: int) -> list[Step]:
     recipient = "jinyintan-hospital"
     parent = f"b{unit:08d}"
     quantity = 1000 + unit % 500
-    start = [(parent, T + "pledged.v1", "pledge", _pledged(unit, quantity, recipient)), *_steps(parent, _intake(quantity))]
+    start = [
+        (parent, T + "pledged.v1", "pledge", _pledged(unit, quantity, recipient)),
+        *_steps(parent, _intake(quantity)),
+    ]
     if unit % 3 != 2:
         rest = [_allocated(f"a{unit}", recipient, quantity), _picked(f"a{unit}", quantity)]
         return start + _steps(parent, rest + _journey(f"s{unit}", recipient, quantity, via_hub=True))
@@ -182,11 +185,8 @@ def _split_unit(unit: int, parent: str, recipient: str, quantity: int) -> list[S
     before = _steps(parent, [_allocated(f"a{unit}c", recipient, part), split])
     birth = [(child, T + "split-created.v1", "warehouse", created)]
     rest = quantity - part
-    after = _steps(
-        parent,
-        [_allocated(f"a{unit}", recipient, rest), _picked(f"a{unit}", rest)]
-        + _journey(f"s{unit}", recipient, rest, via_hub=True),
-    )
+    journey = _journey(f"s{unit}", recipient, rest, via_hub=True)
+    after = _steps(parent, [_allocated(f"a{unit}", recipient, rest), _picked(f"a{unit}", rest), *journey])
     child_rest = _steps(child, [_picked(f"a{unit}c", part), *_journey(f"s{unit}c", recipient, part, via_hub=False)])
     return before + birth + after + child_rest
 
@@ -254,7 +254,8 @@ def check_lifecycles(units: int = 30) -> int:
 
 def partition_for(key: bytes, partitions: int) -> int:
     """The default partitioner's choice, so the log looks exactly as the relay would have written it."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 class _PartitionedWriter:
@@ -305,7 +306,8 @@ async def topic_size(settings: Settings, topic: str) -> int:
         partitions = await topic_partitions(consumer, topic)
         if not partitions:
             return 0
-        return int(sum((await consumer.end_offsets(partitions)).values()))
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        return sum(ends.values())
     finally:
         await consumer.stop()
 

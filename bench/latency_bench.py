@@ -23,6 +23,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from bench.commands_bench import DONOR, auth_headers, pledge_body
+from bench.environment import run_topics
 from bench.eventlog import topic_partitions
 from bench.load import LoadResult, new_client, percentile, steady_rate
 from bench.results import Direction, Row, Target, fmt_ms, ratio
@@ -64,7 +65,12 @@ async def _wait_applied(client: httpx.AsyncClient, consumer: Server, wanted: set
 
 
 async def propagation(kafka: str, workdir: Path, plan: LatencyPlan) -> Propagation:
-    prefix, run = f"bench-lat-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:6]
+    async with run_topics(kafka, f"bench-lat-{uuid.uuid4().hex[:8]}") as prefix:
+        return await _propagation(kafka, workdir, plan, prefix)
+
+
+async def _propagation(kafka: str, workdir: Path, plan: LatencyPlan, prefix: str) -> Propagation:
+    run = uuid.uuid4().hex[:6]
     headers = auth_headers()
     urls = [f"sqlite+aiosqlite:///{workdir / f'{prefix}-{name}.db'}" for name in ("pledge", plan.consumer)]
     async with (
@@ -72,7 +78,9 @@ async def propagation(kafka: str, workdir: Path, plan: LatencyPlan) -> Propagati
         served("pledge", _settings(urls[0], kafka, prefix), workdir, probe=True) as pledge,
         new_client(64) as client,
     ):
-        (await client.post(f"{pledge.url}/donors", json={"donor_id": DONOR, "name": "d"}, headers=headers)).raise_for_status()
+        (
+            await client.post(f"{pledge.url}/donors", json={"donor_id": DONOR, "name": "d"}, headers=headers)
+        ).raise_for_status()
 
         async def send(http: httpx.AsyncClient, n: int) -> httpx.Response:
             traced = headers | {"X-Correlation-ID": f"lat-{run}-{n}"}
@@ -87,7 +95,11 @@ async def propagation(kafka: str, workdir: Path, plan: LatencyPlan) -> Propagati
 
 async def broker_latency(kafka: str, rate: float, seconds: float) -> list[float]:
     """Produce -> consume through the broker alone, same client settings as the relay and the projection."""
-    settings = Settings(kafka_bootstrap=kafka, topic_prefix=f"bench-brk-{uuid.uuid4().hex[:8]}")
+    async with run_topics(kafka, f"bench-brk-{uuid.uuid4().hex[:8]}") as prefix:
+        return await _broker_latency(Settings(kafka_bootstrap=kafka, topic_prefix=prefix), rate, seconds)
+
+
+async def _broker_latency(settings: Settings, rate: float, seconds: float) -> list[float]:
     await ensure_topics(settings)
     consumer = AIOKafkaConsumer(**connection_options(settings), group_id=None, isolation_level="read_committed")
     producer = make_producer(settings)

@@ -54,7 +54,9 @@ class LoadResult:
             return
         self.errors += 1
         if self.first_error is None:
-            detail = f"{response.status_code} {response.text[:300]}" if isinstance(response, httpx.Response) else response
+            detail = (
+                f"{response.status_code} {response.text[:300]}" if isinstance(response, httpx.Response) else response
+            )
             self.first_error = repr(detail)
 
 
@@ -72,7 +74,9 @@ async def _timed(client: httpx.AsyncClient, send: Send, n: int, result: LoadResu
     result.record(response, time.perf_counter() - began)
 
 
-async def closed_loop(client: httpx.AsyncClient, send: Send, concurrency: int, seconds: float, limit: int) -> LoadResult:
+async def closed_loop(
+    client: httpx.AsyncClient, send: Send, concurrency: int, seconds: float, limit: int
+) -> LoadResult:
     result = LoadResult()
     numbers = itertools.count()
     deadline = time.perf_counter() + seconds

@@ -51,7 +51,9 @@ def install_commit_probe() -> None:
 def install_apply_probe() -> None:
     original: ApplyBatch = ProjectionConsumer._apply_partition_batch
 
-    async def apply_partition_batch(self: ProjectionConsumer, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+    async def apply_partition_batch(
+        self: ProjectionConsumer, tp: TopicPartition, records: list[ConsumerRecord]
+    ) -> None:
         await original(self, tp, records)
         if self.name.endswith(PROJECTION_SUFFIX):
             now = time.time()

@@ -42,9 +42,14 @@ class Replay:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-def our_mode() -> tuple[str, str]:
-    replay = find_replay()
-    return ("auditor", where(replay)) if replay is not None else ("fold", "bench.fold_loop (auditor not there yet)")
+def our_mode(choice: str = "auto") -> tuple[str, str]:
+    """auto: the auditor's replay when services/audit has one, the shared fold loop until then."""
+    replay = find_replay() if choice in ("auto", "auditor") else None
+    if replay is not None:
+        return "auditor", where(replay)
+    if choice == "auditor":
+        raise ReplayFailed("--replay auditor: services/audit has no replay(settings, ...) yet")
+    return "fold", "bench.fold_loop" + (" (auditor not there yet)" if choice == "auto" else "")
 
 
 async def run_worker(mode: str, prefix: str, size: int, kafka: str) -> Replay:
@@ -62,9 +67,10 @@ async def run_worker(mode: str, prefix: str, size: int, kafka: str) -> Replay:
     return Replay(mode, data["events"], data["seconds"], data["peak_rss"], data["detail"] | {"errors": data["errors"]})
 
 
-async def measure_size(size: int, kafka: str, rounds: int, fresh: bool) -> tuple[list[Replay], list[Replay], bool]:
+async def measure_size(
+    size: int, kafka: str, rounds: int, fresh: bool, mode: str
+) -> tuple[list[Replay], list[Replay], bool]:
     settings, written = await ensure_log(kafka, size, fresh=fresh)
-    mode, _ = our_mode()
     ours: list[Replay] = []
     raw: list[Replay] = []
     for round_no in range(rounds):
@@ -79,10 +85,10 @@ def _median(replays: list[Replay], key: str) -> float:
     return float(statistics.median(getattr(r, key) for r in replays))
 
 
-async def measure(sizes: list[int], kafka: str, rounds: int, fresh: bool = False) -> list[Row]:
+async def measure(sizes: list[int], kafka: str, rounds: int, fresh: bool = False, choice: str = "auto") -> list[Row]:
     check_lifecycles()
-    _, label = our_mode()
-    measured = {size: await measure_size(size, kafka, rounds, fresh) for size in sizes}
+    mode, label = our_mode(choice)
+    measured = {size: await measure_size(size, kafka, rounds, fresh, mode) for size in sizes}
     rows = [_throughput_row(size, ours, raw, written, label) for size, (ours, raw, written) in measured.items()]
     small, large = min(sizes), max(sizes)
     if large > small:

@@ -95,7 +95,9 @@ async def replay_fold(settings: Settings) -> ReplayOutcome:
     began = time.perf_counter()
     events = await read_to_end(settings, loop.apply_records)
     seconds = time.perf_counter() - began
-    return ReplayOutcome("fold", events, seconds, errors=loop.errors, open_batches=len(loop.open), detail=dict(loop.totals))
+    return ReplayOutcome(
+        "fold", events, seconds, errors=loop.errors, open_batches=len(loop.open), detail=dict(loop.totals)
+    )
 
 
 async def replay_auditor(settings: Settings, size: int) -> ReplayOutcome:

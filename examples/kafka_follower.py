@@ -27,6 +27,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient
 
 DEDUP_MEMORY = 100_000
 
@@ -111,20 +112,29 @@ class Follower:
 
 
 class _SeekOnAssign(ConsumerRebalanceListener):  # type: ignore[misc]
-    """With a group, where to start is decided when partitions are assigned (only the first time)."""
+    """With a group, where to start is decided when partitions are assigned (a --from time: the first time).
 
-    def __init__(self, consumer: AIOKafkaConsumer, start: str) -> None:
+    The starting position of every assigned partition is then committed with the first handled batch, so a
+    partition that had nothing new is not left without a commit (where `latest` would skip what comes next).
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, start: str, follower: Follower) -> None:
         self.consumer = consumer
         self.start = start
-        self.done = False
+        self.follower = follower
+        self.seeked = False
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         """Nothing to flush: offsets are committed after each handled batch."""
+        for tp in revoked:
+            self.follower.handled.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        if not self.done and assigned:
+        if not self.seeked and assigned:
             await seek_start(self.consumer, list(assigned), self.start, only_if_timestamp=True)
-            self.done = True
+            self.seeked = True
+        for tp in assigned:
+            self.follower.handled.setdefault(tp, await self.consumer.position(tp))
 
 
 async def seek_start(
@@ -142,7 +152,23 @@ async def seek_start(
             consumer.seek(tp, found[tp].offset if found.get(tp) else ends[tp])
 
 
-async def open_consumer(args: argparse.Namespace) -> AIOKafkaConsumer:
+async def list_partitions(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
+    """Ask the cluster (a consumer only knows the partitions of topics it has already been told about)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return [
+        TopicPartition(topic["topic"], partition["partition"])
+        for topic in described
+        if topic["error_code"] == 0
+        for partition in sorted(topic["partitions"], key=lambda p: int(p["partition"]))
+    ]
+
+
+async def open_consumer(args: argparse.Namespace, follower: Follower) -> AIOKafkaConsumer:
     topics = [f"{args.topic_prefix}.batch-events", f"{args.topic_prefix}.reference-events"]
     consumer = AIOKafkaConsumer(
         bootstrap_servers=args.bootstrap,
@@ -152,11 +178,10 @@ async def open_consumer(args: argparse.Namespace) -> AIOKafkaConsumer:
         isolation_level="read_committed",
     )
     await consumer.start()
-    await consumer.topics()  # load metadata of every topic
     if args.group:
-        consumer.subscribe(topics, listener=_SeekOnAssign(consumer, args.start))
+        consumer.subscribe(topics, listener=_SeekOnAssign(consumer, args.start, follower))
         return consumer
-    partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+    partitions = await list_partitions(args.bootstrap, topics)
     if not partitions:
         await consumer.stop()
         raise SystemExit(f"no partitions found for {topics}: is the prefix right and have the services started?")
@@ -193,7 +218,7 @@ async def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     follower = Follower(args.type, args.max_events)
     started = time.monotonic()
-    consumer = await open_consumer(args)
+    consumer = await open_consumer(args, follower)
     status = 0
     try:
         await asyncio.wait_for(follow(consumer, follower, commit=bool(args.group)), timeout=args.timeout)

@@ -77,7 +77,12 @@ async def get_report(
     return Response(dumps(report(result, include_batches=batches)), media_type="application/json")
 
 
-@router.get("/report.md", summary="The Markdown report.", response_class=PlainTextResponse)
+@router.get(
+    "/report.md",
+    summary="The Markdown report.",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/markdown": {}}}},
+)
 async def get_report_markdown(
     as_of: datetime | None = AS_OF, now: datetime | None = NOW, settings: Settings = Depends(get_audit_settings)
 ) -> PlainTextResponse:
@@ -110,7 +115,12 @@ async def get_verify(as_of: datetime | None = AS_OF, settings: Settings = Depend
     return Response(dumps(chains_report(result)), media_type="application/json")
 
 
-@router.get("/epcis", summary="The batch log as an EPCIS 2.0 JSON-LD document.")
+@router.get(
+    "/epcis",
+    summary="The batch log as an EPCIS 2.0 JSON-LD document.",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/ld+json": {}}}},
+)
 async def get_epcis(as_of: datetime | None = AS_OF, settings: Settings = Depends(get_audit_settings)) -> FileResponse:
     """Streamed to a temporary file first, so memory stays flat however long the log; deleted once sent."""
     handle = tempfile.NamedTemporaryFile(prefix="aidtrail-epcis-", suffix=".jsonld", delete=False)  # noqa: SIM115

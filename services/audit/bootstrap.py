@@ -7,13 +7,15 @@ relay, and the auditor has no database and must never write to Kafka.
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from services.audit import api
 from shared.broker.probe import describe
 from shared.settings import Settings, get_settings
 from shared.web.auth import get_auth_settings, install_auth_error_handler
-from shared.web.errors import error_body
+from shared.web.errors import error_body, on_validation_error
+from shared.web.policy import install as install_policy
 
 health = APIRouter(prefix="/health", tags=["health"])
 
@@ -44,8 +46,10 @@ def create(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
     )
     app.state.settings = settings
+    install_policy(app, "audit")  # the OpenAPI document names every refusal; bodies are held to the limits
     app.dependency_overrides[get_auth_settings] = lambda: settings
     install_auth_error_handler(app)
+    app.add_exception_handler(RequestValidationError, on_validation_error)  # 422s in the {"error": ...} shape
     app.add_exception_handler(api.AuditUnavailable, on_unavailable)
     app.include_router(health)
     app.include_router(api.router)

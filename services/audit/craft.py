@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from services.audit.records import LogRecord, decode, merge_key, to_millis
 from services.audit.replay import AuditOptions, AuditResult, TransitionHook, audit_records
@@ -135,8 +136,20 @@ class CraftedLog:
 
     async def publish(self) -> int:
         """Create the topics and produce every record in list order; returns how many were sent."""
-        await ensure_topics(self.settings)
+        await create_topics(self.settings)
         return await publish_records(self.settings, self.records)
+
+
+async def create_topics(settings: Settings, attempts: int = 4) -> None:
+    """The project's topics; a busy broker may time out creating them, so a timeout is retried with backoff."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await ensure_topics(settings)
+            return
+        except (KafkaError, TimeoutError):
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(2**attempt)
 
 
 def offline_records(records: list[CraftedRecord], partitions: int = 6) -> list[LogRecord]:

@@ -50,6 +50,7 @@ def _summary(result: AuditResult) -> list[str]:
         f"reference events), {stats.duplicates:,} exact duplicates dropped, {stats.seconds:.2f} s, "
         f"{stats.events_per_second:,.0f} events/s",
         f"- Batches: {len(result.tracks):,}",
+        *([f"- Missing topics: {', '.join(result.extent.missing_topics)}"] if result.extent.missing_topics else []),
         f"- Result: {verdict}",
     ]
 

@@ -215,6 +215,10 @@ def _print_checks(checks: list[CheckResult]) -> None:
 
 
 def _print_throughput(result: AuditResult) -> None:
+    if result.extent.missing_topics:
+        err.print(
+            f"[yellow]warning:[/] topics not found: {', '.join(result.extent.missing_topics)} (check --topic-prefix)"
+        )
     stats = result.stats
     out.print(
         f"{stats.records:,} records, {len(result.tracks):,} batches, {stats.duplicates:,} duplicates dropped in "

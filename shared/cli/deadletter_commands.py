@@ -252,5 +252,5 @@ def relay_command(
         _print_json(status)
         return
     here = "this replica" if status["held_here"] else "another replica" if status["owner"] else "nobody yet"
-    out.print(f"lease {status['name']}: held by {escape(str(status['owner']))} ({here}), token {status['token']}")
+    out.print(f"lease {status['name']}: held by {escape(str(status['owner']))} ({here}), epoch {status['epoch']}")
     out.print(f"expires in {status['expires_in']:.1f}s" if status["expires_in"] is not None else "never taken")

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from shared.cli.audit_commands import audit_app
+from shared.cli.deadletter_commands import deadletter_app
 from shared.cli.demo_commands import demo
 from shared.cli.kafka_commands import kafka_app
 from shared.cli.token_commands import token
@@ -20,6 +21,7 @@ DEFAULT_PORTS = {"pledge": 8001, "warehouse": 8002, "dispatch": 8003, "recipient
 app = typer.Typer(help="aidtrail: follow donated relief materials from pledge to signed receipt.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka", help="Run the local Apache Kafka broker (KRaft).")
 app.add_typer(audit_app, name="audit", help="Replay the event log read-only: checks, reports, EPCIS export.")
+app.add_typer(deadletter_app, name="deadletter", help="Inspect, fix and replay events parked on the dead-letter path.")
 app.command("token", help="Mint a development bearer token.")(token)
 app.command("demo", help="Run the Hubei 2020 scenario from pledge to audited delivery.")(demo)
 

@@ -19,7 +19,12 @@ from shared.settings import REPO_ROOT
 GOLDEN_DIR = REPO_ROOT / "tests" / "data" / "golden"
 EXAMPLE_BATCH_ID = "xiaomi-2020-01-1"
 EXAMPLE_TIME = "2020-02-01T08:00:00.000000Z"
-EXAMPLE_ACTOR = "operator:li.wei"
+EXAMPLE_ACTORS = {
+    "pledge": "donor:xiaomi",
+    "warehouse": "operator:li.wei",
+    "dispatch": "dispatcher:zhang.min",
+    "recipient": "recipient_staff:dr.wang",
+}
 
 # Which service writes which event type: the ownership table of DESIGN.md, per type. A unit test requires an
 # entry for every registered type, so a new type cannot be published without saying who writes it.
@@ -93,15 +98,16 @@ def example_subject(event_type: str, payload: dict[str, Any]) -> str:
 
 
 def example_headers(event_type: str, payload: dict[str, Any]) -> dict[str, str]:
+    source = PUBLISHERS[event_type][0]
     return {
         "ce_specversion": SPEC_VERSION,
         "ce_id": example_event_id(event_type),
         "ce_type": event_type,
-        "ce_source": PUBLISHERS[event_type][0],
+        "ce_source": source,
         "ce_subject": example_subject(event_type, payload),
         "ce_time": EXAMPLE_TIME,
         "content-type": CONTENT_TYPE,
-        "ce_actor": EXAMPLE_ACTOR,
+        "ce_actor": EXAMPLE_ACTORS[source],
         "ce_correlationid": example_event_id("correlation"),
         "ce_sequence": "1",
         "ce_prevhash": GENESIS_HASH,

@@ -18,7 +18,7 @@ import asyncio
 import importlib
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -275,7 +275,9 @@ async def _check_streams(conn: Any, log: LogIndex, check: ServiceCheck) -> None:
     for stream_id, rows in local.items():
         if [version for version, _, _ in rows] != list(range(1, len(rows) + 1)):
             check.problems.append(f"stream {stream_id} versions are not 1..{len(rows)}")
-        check.lost += [f"{check.service} stored {eid} but it is not on the log" for _, eid, _ in rows if eid not in log.copies]
+        check.lost += [
+            f"{check.service} stored {eid} but it is not on the log" for _, eid, _ in rows if eid not in log.copies
+        ]
     for batch_id, ordered in log.streams.items():
         _compare_stream(batch_id, ordered, [eid for _, eid, _ in local.get(batch_id, [])], check)
 
@@ -373,8 +375,20 @@ async def audit_conservation(settings: Settings, summary: FaultSummary) -> None:
             summary.problems += [f"{check.name}: {finding.message}" for finding in check.findings[:5]]
 
 
+def check_nothing_invented(log: LogIndex, sent: Callable[[Expected], bool], summary: FaultSummary) -> None:
+    """Every event on the log comes from a command somebody sent (acknowledged or not: a command whose connection
+    broke may still have committed)."""
+    invented = [identity for identity in log.identities if not sent(identity)]
+    summary.duplicated += len(invented)
+    summary.problems += [f"on the log but never sent: {i.event_type} {i.subject}" for i in invented[:5]]
+
+
 async def verify_no_loss(
-    stack: Stack, settings: Settings, expected: Iterable[Expected], summary: FaultSummary
+    stack: Stack,
+    settings: Settings,
+    expected: Iterable[Expected],
+    summary: FaultSummary,
+    sent: Callable[[Expected], bool] | None = None,
 ) -> FaultSummary:
     """Settle, then compare the acknowledged commands with the log and the log with every service's database."""
     summary.settle_seconds = await settle(stack, settings)
@@ -382,6 +396,8 @@ async def verify_no_loss(
     summary.events_checked = log.events
     summary.republished = log.republished
     check_acknowledged(expected, log, summary)
+    if sent is not None:
+        check_nothing_invented(log, sent, summary)
     for name in stack.services:
         service = await check_service(name, stack.config.database_url(name), settings, log)
         summary.applied[name] = service.applied

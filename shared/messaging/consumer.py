@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from sqlalchemy.exc import DataError, IntegrityError
+from aiokafka.errors import KafkaError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.domain.errors import DomainError
@@ -40,8 +41,8 @@ Handler = Callable[[AsyncConnection, Envelope, Payload], Awaitable[None]]
 _MARK_PROCESSED = processed_events.insert()
 RETRY_SECONDS = 1.0
 UNREADABLE = (EnvelopeError, UnknownEventType, InvalidPayload)
-# The record's own data broke a rule or does not fit the read model's columns: retrying would fail forever.
-REFUSED = (DomainError, DataError, IntegrityError)
+# PostgreSQL's SQLSTATE classes for a value that does not fit (22) or breaks a constraint (23).
+DATA_REFUSAL_CLASSES = ("22", "23")
 STREAM_ID_LENGTH = 120  # outbox.key: the dead-letter record is keyed by the stream
 EVENT_ID_LENGTH = 64  # parked_events.event_id
 
@@ -132,7 +133,12 @@ class ProjectionConsumer:
     async def _run(self) -> None:
         assert self.consumer is not None
         while True:
-            batches = await self.consumer.getmany(timeout_ms=500, max_records=self.settings.consumer_batch_size)
+            try:
+                batches = await self.consumer.getmany(timeout_ms=500, max_records=self.settings.consumer_batch_size)
+            except KafkaError as exc:  # the broker is away: nothing was applied, poll again once it is back
+                log.warning("consumer poll failed; retrying", extra={"consumer": self.name, "error": repr(exc)})
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
             for tp, records in batches.items():
                 await self._apply_partition_batch(tp, records)
             await self._update_lag()
@@ -202,7 +208,9 @@ class ProjectionConsumer:
         except _Duplicate:
             self.stats.duplicates += 1
             return
-        except REFUSED as exc:
+        except Exception as exc:
+            if not is_refusal(exc):
+                raise
             await self._park(conn, failed, refusal_reason(exc))
             return
         self.stats.applied += 1
@@ -229,6 +237,15 @@ class ProjectionConsumer:
             if highwater is not None:
                 position = await self.consumer.position(tp)
                 self.stats.lag[(tp.topic, tp.partition)] = max(0, highwater - position)
+
+
+def is_refusal(exc: Exception) -> bool:
+    """The record's own data broke a rule or does not fit the read model: retrying would fail forever, so the
+    record is parked. Anything else (the database away, a lock timeout) fails the batch, which is retried."""
+    if isinstance(exc, DomainError | DataError | IntegrityError):
+        return True
+    sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
+    return isinstance(exc, DBAPIError) and sqlstate[:2] in DATA_REFUSAL_CLASSES
 
 
 def refusal_reason(exc: Exception) -> str:

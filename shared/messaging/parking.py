@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.domain.errors import NotFound
 from shared.events.envelope import format_time, from_record, utc_now
 from shared.events.registry import parse_envelope
-from shared.messaging.consumer import EVENT_ID_LENGTH, REFUSED, UNREADABLE, Handler, refusal_reason
+from shared.messaging.consumer import EVENT_ID_LENGTH, UNREADABLE, Handler, is_refusal, refusal_reason
 from shared.store.database import Database
 from shared.store.schema import dead_letter_actions, parked_events, processed_events
 
@@ -279,7 +279,9 @@ async def _apply(conn: AsyncConnection, target: ReplayTarget, record: ParkedReco
             await target.handler(conn, envelope, payload)
     except _AlreadyApplied:
         return False
-    except REFUSED as exc:
+    except Exception as exc:
+        if not is_refusal(exc):
+            raise
         return refusal_reason(exc)
     return True
 

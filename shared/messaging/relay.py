@@ -109,13 +109,15 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         while True:
+            # Cleared BEFORE the round: a commit that wakes us while the round runs (after its last fetch) keeps
+            # the event set and gets a round of its own at once, instead of waiting for the slow poll.
+            self._wake.clear()
             try:
                 await self.publish_pending()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker or database away: keep the rows, try again shortly
                 log.warning("outbox relay round failed; rows stay queued", extra={"error": str(exc)})
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
 

@@ -5,9 +5,9 @@ reorder a batch's events (each round sends every unsent row in id order, and a r
 the broker acknowledged it), but every row could go out once per replica, and each replica would do all the work.
 With the lease, one replica publishes; the others stand by and take over within a lease period if it dies.
 
-The lease is a row `relay_lease(name, owner, expires_at, renewed_at, token)`, taken and renewed by one atomic
+The lease is a row `relay_lease(name, owner, expires_at, renewed_at, epoch)`, taken and renewed by one atomic
 UPDATE (`WHERE owner = me OR expires_at < now`), inserted on first use. `now` is the database's clock, so
-replicas on hosts with skewed clocks agree on when a lease expired. `token` grows by one at every change of
+replicas on hosts with skewed clocks agree on when a lease expired. `epoch` grows by one at every change of
 owner: a fencing number that says, in logs and on /admin/relay, how often the relay changed hands.
 
 The holder renews the lease when a third of it has passed and, in the very transaction that marks rows sent,
@@ -76,7 +76,7 @@ class LeaseStatus:
     name: str
     owner: str | None
     expires_in: float | None
-    token: int | None
+    epoch: int | None
     this_replica: str
     held_here: bool
 
@@ -90,7 +90,7 @@ class RelayLease:
         self.name = name
         self.seconds = seconds if seconds is not None else configured.seconds
         self.owner = owner or configured.owner or new_owner_id()
-        self.token = 0
+        self.epoch = 0
         self._held = False
         self._valid_until = 0.0
         self._next_attempt = 0.0
@@ -124,12 +124,12 @@ class RelayLease:
                 owner=self.owner,
                 expires_at=now + self.seconds,
                 renewed_at=now,
-                token=sa.case((lease.c.owner == self.owner, lease.c.token), else_=lease.c.token + 1),
+                epoch=sa.case((lease.c.owner == self.owner, lease.c.epoch), else_=lease.c.epoch + 1),
             )
         )
         held = taken.rowcount == 1 or await self._insert_first(conn, now)
         if held:
-            await self._load_token(conn)
+            await self._load_epoch(conn)
         self._record(held, started)
         return held
 
@@ -163,18 +163,18 @@ class RelayLease:
         lease = relay_lease
         async with self.database.read() as conn:
             now = database_now(conn.dialect.name)
-            query = sa.select(lease.c.owner, lease.c.token, (lease.c.expires_at - now).label("expires_in"))
+            query = sa.select(lease.c.owner, lease.c.epoch, (lease.c.expires_at - now).label("expires_in"))
             row = (await conn.execute(query.where(lease.c.name == self.name))).first()
         if row is None:
             return LeaseStatus(self.name, None, None, None, self.owner, False)
-        return LeaseStatus(self.name, row.owner, float(row.expires_in), int(row.token), self.owner, self.held)
+        return LeaseStatus(self.name, row.owner, float(row.expires_in), int(row.epoch), self.owner, self.held)
 
     async def _insert_first(self, conn: AsyncConnection, now: sa.ColumnElement[float]) -> bool:
         """The first round ever: create the row. A replica that inserts it at the same moment wins; we do not."""
         exists = await conn.execute(sa.select(relay_lease.c.name).where(relay_lease.c.name == self.name))
         if exists.first() is not None:
             return False
-        row = {"name": self.name, "owner": self.owner, "expires_at": now + self.seconds, "renewed_at": now, "token": 1}
+        row = {"name": self.name, "owner": self.owner, "expires_at": now + self.seconds, "renewed_at": now, "epoch": 1}
         try:
             async with conn.begin_nested():
                 await conn.execute(relay_lease.insert().values(**row))
@@ -182,12 +182,12 @@ class RelayLease:
             return False
         return True
 
-    async def _load_token(self, conn: AsyncConnection) -> None:
-        query = sa.select(relay_lease.c.token).where(relay_lease.c.name == self.name)
-        token = int((await conn.execute(query)).scalar_one())
-        if token != self.token:
-            log.info("relay lease taken", extra={"lease": self.name, "owner": self.owner, "token": token})
-        self.token = token
+    async def _load_epoch(self, conn: AsyncConnection) -> None:
+        query = sa.select(relay_lease.c.epoch).where(relay_lease.c.name == self.name)
+        epoch = int((await conn.execute(query)).scalar_one())
+        if epoch != self.epoch:
+            log.info("relay lease taken", extra={"lease": self.name, "owner": self.owner, "epoch": epoch})
+        self.epoch = epoch
 
     def _record(self, held: bool, started: float) -> None:
         """Trust the lease locally for most of its period, measured from before the database granted it.

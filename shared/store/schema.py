@@ -96,7 +96,7 @@ relay_lease = sa.Table(
     sa.Column("owner", sa.String(200), nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
     sa.Column("renewed_at", sa.Float, nullable=False),
-    sa.Column("token", sa.BigInteger, nullable=False),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
 )
 
 dead_letter_actions = sa.Table(

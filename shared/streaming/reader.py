@@ -36,7 +36,7 @@ class TopicsMissing(RuntimeError):
 
 @dataclass
 class StreamStats:
-    """Per-router counters, read by tests and worth a glance in production."""
+    """Per-app counters (`stream_stats(app.state)`): what a test asserts on and an operator may want to see."""
 
     open_streams: int = 0
     opened: int = 0
@@ -92,7 +92,7 @@ class StreamReader:
         return position.encode(offsets, self.codes)
 
     async def open(self, resume: dict[TopicPartition, int] | None, start_at: StartAt) -> None:
-        """Connect, assign every partition and seek; afterwards `current_position()` is where the stream starts."""
+        """Connect, assign every partition and seek; afterwards `offsets` is where the stream starts."""
         self._consumer = AIOKafkaConsumer(
             **connection_options(self.settings),
             group_id=None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from aiokafka import TopicPartition
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
@@ -39,12 +40,12 @@ STATS_ATTRIBUTE = "stream_stats"
 AppSettings = Annotated[Settings, Depends(get_auth_settings)]
 
 
-def stream_stats(request_or_app_state: object) -> StreamStats:
+def stream_stats(app_state: object) -> StreamStats:
     """The app's stream counters (open streams, overflows, peak buffer), created on first use."""
-    stats = getattr(request_or_app_state, STATS_ATTRIBUTE, None)
+    stats = getattr(app_state, STATS_ATTRIBUTE, None)
     if stats is None:
         stats = StreamStats()
-        setattr(request_or_app_state, STATS_ATTRIBUTE, stats)
+        setattr(app_state, STATS_ATTRIBUTE, stats)
     assert isinstance(stats, StreamStats)
     return stats
 
@@ -77,6 +78,12 @@ def visible_to(principal: Principal, wanted_recipient: str | None) -> EventFilte
     return EventFilter(recipient_id=principal.recipient_id)
 
 
+def resume_position(last_event_id: str | None, settings: Settings) -> dict[TopicPartition, int] | None:
+    if not last_event_id:
+        return None
+    return position.decode(last_event_id, position.TopicCodes(settings.batch_topic, settings.reference_topic))
+
+
 def make_stream_router(config: StreamConfig | None = None) -> APIRouter:
     """A router with its own tuning; the module-level `router` reads AIDTRAIL_STREAM_* from the environment."""
     tuning = config or StreamConfig()
@@ -103,24 +110,20 @@ def make_stream_router(config: StreamConfig | None = None) -> APIRouter:
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
         last_event_id_param: Annotated[str | None, Query(alias="last_event_id")] = None,
     ) -> Response:
-        visible = visible_to(principal, recipient_id)
         wanted = EventFilter(tuple(event_type or ()), batch_id, shipment_id, site_id, recipient_id)
-        codes = position.TopicCodes(settings.batch_topic, settings.reference_topic)
-        resume_from = last_event_id or last_event_id_param
+        visible = visible_to(principal, recipient_id)
+        reader = StreamReader(settings, tuning, wanted, stream_stats(request.app.state), visible)
         try:
-            resume = position.decode(resume_from, codes) if resume_from else None
+            resume = resume_position(last_event_id or last_event_id_param, settings)
         except position.InvalidPosition as exc:
             return JSONResponse(error_body("invalid_last_event_id", str(exc)), status_code=400)
-        stats = stream_stats(request.app.state)
-        if stats.open_streams >= tuning.max_clients:
+        if reader.stats.open_streams >= tuning.max_clients:
             body = error_body("too_many_streams", f"this process serves {tuning.max_clients} streams; retry later")
             return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
-        reader = StreamReader(settings, tuning, wanted, stats, visible)
         return EventSourceResponse(
             stream_events(reader, resume, start_at, tuning),
             ping=0,  # our own heartbeats: they are ordered with the events, so they may carry a position
             send_timeout=tuning.send_timeout_seconds,
-            headers={"Cache-Control": "no-store"},
         )
 
     return router

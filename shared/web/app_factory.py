@@ -11,7 +11,7 @@ from shared.contract.router import router as contract_router
 from shared.messaging.relay_lease import install_lease_gauge
 from shared.settings import Settings, get_settings
 from shared.store.migrations import upgrade
-from shared.web import deadletter_routes, health, limits, metrics
+from shared.web import deadletter_routes, health, metrics, policy
 from shared.web.auth import get_auth_settings, install_auth_error_handler
 from shared.web.errors import install_error_handlers
 from shared.web.logging import CorrelationIdMiddleware, configure_logging
@@ -37,7 +37,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             await runtime.stop()
 
     app = FastAPI(title=spec.title, description=spec.description, version="1.0.0", lifespan=lifespan)
-    app.add_middleware(limits.RequestLimitsMiddleware)
+    policy.install(app, spec.name)  # request limits, and every refusal named in the OpenAPI document
     app.add_middleware(CorrelationIdMiddleware)
     install_error_handlers(app)
     install_auth_error_handler(app)

@@ -15,7 +15,9 @@ from pydantic import BaseModel, Field
 from shared.domain.batch_state import BatchState
 from shared.domain.errors import NotFound
 from shared.events.envelope import format_time
+from shared.events.registry import BATCH_EVENT_TYPES
 from shared.projections.batch_view import batch_view, fold_stored, state_to_json
+from shared.store.event_store import StoredEvent
 from shared.web.auth import Principal, Role, current_principal, ensure_donor_access, forbidden, own_donor_filter
 from shared.web.pagination import Page, PageParams, page_params
 from shared.web.runtime import ServiceRuntime, get_runtime
@@ -66,7 +68,7 @@ async def get_batch(
 
     async with runtime.database.read() as conn:
         stored = await runtime.store.load(conn, batch_id)
-    state = fold_stored(stored, batch_id)
+    state = fold_batch(stored, batch_id)
     if state is None:
         raise NotFound(f"batch {batch_id} is not known to this service; check the id or wait for its events")
     ensure_donor_access(principal, state.donor_id)
@@ -82,7 +84,7 @@ async def get_batch_events(
     if not stored:
         raise NotFound(f"batch {batch_id} has no events here; check the id or wait for its events")
     if principal.role is Role.donor:
-        ensure_donor_may_read(principal, fold_stored(stored, batch_id), batch_id)
+        ensure_donor_may_read(principal, fold_batch(stored, batch_id), batch_id)
     return [
         BatchEvent(
             version=e.version,
@@ -98,6 +100,14 @@ async def get_batch_events(
         )
         for e in stored
     ]
+
+
+def fold_batch(stored: list[StoredEvent], batch_id: str) -> BatchState | None:
+    """The batch's state; None for an unknown id and for a stream that is no batch (a pledge, donor, shipment or
+    need shares the event store), which the fold would otherwise refuse as an impossible first event (409)."""
+    if not stored or stored[0].envelope.type not in BATCH_EVENT_TYPES:
+        return None
+    return fold_stored(stored, batch_id)
 
 
 def ensure_donor_may_read(principal: Principal, state: BatchState | None, stream_id: str) -> None:

@@ -8,10 +8,10 @@ they check. Every change is logged with the caller's actor in `dead_letter_actio
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.domain.errors import Conflict, NotFound
@@ -25,6 +25,8 @@ from shared.web.runtime import ServiceRuntime, get_runtime
 router = APIRouter(prefix="/admin", tags=["dead letters"])
 VIEWERS = require_roles(Role.auditor, Role.admin)
 ADMINS = require_roles(Role.admin)
+# Bounded so a huge id is a 422, not an integer the database driver cannot bind (a 500).
+ParkedId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The parked event's id, from GET /admin/parked.")]
 
 
 class ParkedSummary(BaseModel):
@@ -68,6 +70,10 @@ class FixIn(BaseModel):
             raise ValueError("give the corrected payload either as value (JSON) or as value_text, not both")
         if self.value is None and self.value_text is None and not self.headers:
             raise ValueError("nothing to fix: give value, value_text or headers")
+        try:  # checked here, so a payload orjson cannot write is a 422, not a 500 in to_fix
+            orjson.dumps(self.value)
+        except orjson.JSONEncodeError as exc:
+            raise ValueError(f"value cannot be stored as JSON ({exc}); numbers must fit in 64 bits") from None
         return self
 
     def to_fix(self) -> RecordFix:
@@ -111,7 +117,7 @@ class RelayStatus(BaseModel):
     name: str
     owner: str | None = Field(description="The replica holding the lease, if any ever did.")
     expires_in: float | None = Field(description="Seconds until the lease expires (negative: expired).")
-    token: int | None = Field(description="Grows by one at every change of owner.")
+    epoch: int | None = Field(description="Grows by one at every change of owner.")
     this_replica: str
     held_here: bool = Field(description="Whether this replica's relay publishes now.")
     published_here: int
@@ -197,7 +203,7 @@ async def list_parked(
 
 @router.get("/parked/{parked_id}", response_model=ParkedDetail, summary="One parked event: record, reason, history.")
 async def show_parked(
-    parked_id: int, _: Principal = Depends(VIEWERS), runtime: ServiceRuntime = Depends(get_runtime)
+    parked_id: ParkedId, _: Principal = Depends(VIEWERS), runtime: ServiceRuntime = Depends(get_runtime)
 ) -> ParkedDetail:
     record, history = await parking.get_parked(runtime.database, parked_id)
     return _detail(record, history)
@@ -205,7 +211,7 @@ async def show_parked(
 
 @router.post("/parked/{parked_id}/fix", response_model=ParkedDetail, summary="Correct a parked record.")
 async def fix_parked(
-    parked_id: int,
+    parked_id: ParkedId,
     body: FixIn,
     principal: Principal = Depends(ADMINS),
     runtime: ServiceRuntime = Depends(get_runtime),
@@ -241,7 +247,7 @@ async def replay_parked(
 
 @router.post("/parked/{parked_id}/discard", response_model=DiscardOut, summary="Give up on one event, with a reason.")
 async def discard_parked(
-    parked_id: int,
+    parked_id: ParkedId,
     body: DiscardIn,
     principal: Principal = Depends(ADMINS),
     runtime: ServiceRuntime = Depends(get_runtime),
@@ -263,7 +269,7 @@ async def relay_status(_: Principal = Depends(VIEWERS), runtime: ServiceRuntime 
         name=status.name,
         owner=status.owner,
         expires_in=status.expires_in,
-        token=status.token,
+        epoch=status.epoch,
         this_replica=status.this_replica,
         held_here=status.held_here,
         published_here=relay.published if relay is not None else 0,

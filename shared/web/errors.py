@@ -21,6 +21,7 @@ from shared.store.database import DatabaseUnavailable
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "5"
+UNAVAILABLE_SQLSTATES = ("08", "57P")
 
 
 def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
@@ -53,9 +54,17 @@ async def on_database_unavailable(_request: Request, exc: Exception) -> JSONResp
     return JSONResponse(body, status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
+def _database_away(exc: DBAPIError) -> bool:
+    """A lost or refused connection, whatever class the driver gives it. asyncpg's "the database system is shutting
+    down" / "is starting up" (SQLSTATE 57P03, raised while connecting during a restart) reaches us as a plain
+    DBAPIError, so the SQLSTATE class decides too: 08 (connection exception) and 57P (operator intervention)."""
+    sqlstate = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+    return exc.connection_invalidated or isinstance(exc, OperationalError) or sqlstate.startswith(UNAVAILABLE_SQLSTATES)
+
+
 async def on_dbapi_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
-    if exc.connection_invalidated or isinstance(exc, OperationalError):
+    if _database_away(exc):
         return await on_database_unavailable(request, exc)
     raise exc
 

@@ -14,7 +14,8 @@ Limits are set with environment variables (the same `AIDTRAIL_` prefix as `share
 
 A non-empty body must be JSON (`Content-Type: application/json` or `application/*+json`, else 415) and must
 parse as strict JSON (RFC 8259: no NaN, no trailing commas, no lone UTF-16 surrogates, which a database would
-refuse to store; else 422 naming the line and column).
+refuse to store; else 422 naming the line and column). Neither the body nor the URL may carry a NUL character
+(U+0000): PostgreSQL cannot store it in text, so it would otherwise fail as a 500 there and pass on SQLite.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import re
 from email.message import Message as MimeMessage
 from typing import Any, Final
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from pydantic import Field
@@ -39,6 +41,9 @@ JSON_EXAMPLE: Final = "Content-Type: application/json"
 _STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKET: Final = re.compile(rb"[^\[\]{}]")
 _INNERMOST_PAIR: Final = re.compile(rb"\[\]|\{\}")
+# A JSON `\u0000` escape that is not itself escaped (`\\u0000` is a backslash followed by the text "u0000").
+_NUL_ESCAPE: Final = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+NUL_HINT: Final = "text may not contain the NUL character (U+0000): PostgreSQL cannot store it; remove it and send again"
 
 
 class LimitSettings(BaseSettings):
@@ -124,6 +129,13 @@ def json_depth_exceeds(body: bytes, limit: int) -> bool:
     return _INNERMOST_PAIR.search(brackets) is not None
 
 
+def check_url(scope: Scope) -> None:
+    """A NUL in the path or query would reach a database query as text, where PostgreSQL refuses it with a 500."""
+    query = unquote_to_bytes(scope.get("query_string", b""))
+    if "\x00" in scope.get("path", "") or b"\x00" in query:
+        raise RequestRefused(422, "invalid_text", f"the URL holds a NUL character (%00); {NUL_HINT}")
+
+
 def check_json(body: bytes, max_depth: int) -> None:
     if json_depth_exceeds(body, max_depth):
         raise RequestRefused(
@@ -133,6 +145,8 @@ def check_json(body: bytes, max_depth: int) -> None:
             "so send the documented shape (see /docs)",
             max_depth=max_depth,
         )
+    if _NUL_ESCAPE.search(body):
+        raise RequestRefused(422, "invalid_text", f"the body holds a \\u0000 escape; {NUL_HINT}")
     try:
         orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -169,6 +183,7 @@ class RequestLimitsMiddleware:
 
     async def _read_checked_body(self, scope: Scope, receive: Receive) -> bytes:
         headers = {key.lower(): value for key, value in scope.get("headers", [])}
+        check_url(scope)
         check_declared_length(headers, self.max_body_bytes)
         body = await read_body(receive, self.max_body_bytes)
         if body:

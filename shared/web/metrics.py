@@ -42,7 +42,12 @@ class ServiceMetrics:
                 self.consumer_lag.labels(consumer.name, topic, str(partition)).set(lag)
 
 
-@router.get("/metrics", summary="Prometheus metrics: outbox backlog and consumer lag.")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics: outbox backlog and consumer lag.",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "The Prometheus text exposition format."}},
+)
 async def metrics(runtime: ServiceRuntime = Depends(get_runtime)) -> Response:
     service_metrics: ServiceMetrics = runtime.metrics
     await service_metrics.refresh(runtime)

@@ -10,16 +10,18 @@ from pydantic import BaseModel, Field
 T = TypeVar("T")
 
 MAX_PAGE_SIZE = 500
+# Bounded so an absurd offset is a 422, not an integer the database driver cannot bind (a 500).
+MAX_OFFSET = 1_000_000_000
 
 
 class PageParams(BaseModel):
     limit: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 def page_params(
     limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE, description="How many items per page."),
-    offset: int = Query(0, ge=0, description="How many items to skip."),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET, description="How many items to skip."),
 ) -> PageParams:
     return PageParams(limit=limit, offset=offset)
 

@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,10 +35,12 @@ class Harness:
         finally:
             await database.dispose()
 
-    async def verify(self, name: str, **notes: object) -> FaultSummary:
+    async def verify(self, name: str, stream: PledgeStream | None = None, **notes: object) -> FaultSummary:
+        """Settle and check everything (with `stream`, also that every pledge on the log was sent by it)."""
         summary = FaultSummary(name, acknowledged=len(self.recorder.acknowledged), errors=dict(self.recorder.errors))
         summary.notes.update(notes)
-        await verify_no_loss(self.stack, self.settings, self.recorder.expected, summary)
+        sent = stream.sent if stream is not None else None
+        await verify_no_loss(self.stack, self.settings, self.recorder.expected, summary, sent)
         summary.seconds = time.monotonic() - self.began
         return summary
 
@@ -62,21 +64,20 @@ async def running(
         database_urls=database_urls or {},
         extra_env=extra_env or {},
     )
+    began = time.monotonic()
     stack = Stack(config, services)
     settings = Settings(topic_prefix=prefix, kafka_bootstrap=bootstrap)
     client = ScenarioClient({name: stack.url(name) for name in services if name in SERVICE_NAMES}, settings)
     try:
         await stack.start(*(start if start is not None else services))
-        yield Harness(stack, settings, Recorder(client))
+        yield Harness(stack, settings, Recorder(client), began)
     finally:
         await client.close()
         stack.stop()
 
 
 @asynccontextmanager
-async def steady_pledges(
-    harness: Harness, budget: Budget, workers: int = 4
-) -> AsyncIterator[PledgeStream]:
+async def steady_pledges(harness: Harness, budget: Budget, workers: int = 4) -> AsyncIterator[PledgeStream]:
     """Pledges flowing for the duration of the block; the budget closes and the workers finish on the way out."""
     stream = PledgeStream(harness.recorder)
     await stream.setup()
@@ -86,6 +87,12 @@ async def steady_pledges(
     finally:
         budget.close()
         await load
+
+
+def refusals(errors: Mapping[str, int]) -> dict[str, int]:
+    """The failures other than a connection to a dead or restarting process (httpx's ConnectError, ReadError,
+    RemoteProtocolError): HTTP error statuses, timeouts."""
+    return {key: count for key, count in errors.items() if not key.split(" ", 1)[-1].endswith("Error")}
 
 
 def report(summary: FaultSummary, tmp_path: Path) -> None:

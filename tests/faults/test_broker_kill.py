@@ -22,7 +22,7 @@ async def test_broker_kill_9_under_steady_load_loses_and_duplicates_nothing(
     await private_broker.start()
     async with running(tmp_path, private_broker.bootstrap, ("pledge", "warehouse")) as harness:
         recorder = harness.recorder
-        async with steady_pledges(harness, Budget(max_commands=1500, seconds=300, per_second=12)):
+        async with steady_pledges(harness, Budget(max_commands=3000, seconds=300, per_second=12)) as stream:
             await recorder.wait_acknowledged(BEFORE, "pledges before the fault")
             await private_broker.kill()
             killed_at = len(recorder.acknowledged)
@@ -33,6 +33,7 @@ async def test_broker_kill_9_under_steady_load_loses_and_duplicates_nothing(
             await recorder.wait_acknowledged(restarted_at + AFTER, "pledges after the broker is back")
         summary = await harness.verify(
             "fault 1: broker kill -9 under load",
+            stream,
             acknowledged_while_broker_down=restarted_at - killed_at,
             outbox_backlog_while_broker_down=backlog,
         )

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
-from services.audit.craft import CraftedLog, publish_records
+from services.audit.craft import CraftedLog, create_topics, publish_records
 from services.audit.scenario import DONOR, HOSPITAL, HOSPITAL_SITE, WAREHOUSE
-from shared.messaging.topics import ensure_topics
+from shared.messaging.kafka_config import connection_options
 from shared.settings import Settings
 from tests.harness import new_topic_prefix
 
@@ -103,7 +104,7 @@ async def write_log(settings: Settings, events_per_batch: int) -> int:
     cycles = (events_per_batch - 8) // 3
     log = CraftedLog(settings, clock=T0, step=timedelta(milliseconds=1))
     stories = [batch_story(f"b-{i:03d}", cycles) for i in range(BATCHES)]
-    await ensure_topics(settings)
+    await create_topics(settings)
     sent = 0
     for _ in range(8 + 3 * cycles):
         for index, story in enumerate(stories):
@@ -131,14 +132,30 @@ def measure(settings: Settings) -> Measured:
 
 
 @pytest.fixture(scope="session")
-async def memory_logs(kafka_bootstrap: str) -> dict[int, Settings]:
-    """Produced once per session: 20k and 200k events over the same 100 batches."""
+async def memory_logs(kafka_bootstrap: str) -> AsyncIterator[dict[int, Settings]]:
+    """Produced once per session: 20k and 200k events over the same 100 batches; deleted afterwards, because
+    at about 150 MB they would weigh on the shared broker."""
     logs: dict[int, Settings] = {}
-    for total in (20_000, 200_000):
-        settings = Settings(topic_prefix=new_topic_prefix(), kafka_bootstrap=kafka_bootstrap)
-        assert await write_log(settings, total // BATCHES) == total
-        logs[total] = settings
-    return logs
+    try:
+        for total in (20_000, 200_000):
+            settings = Settings(topic_prefix=new_topic_prefix(), kafka_bootstrap=kafka_bootstrap)
+            logs[total] = settings
+            assert await write_log(settings, total // BATCHES) == total
+        yield logs
+    finally:
+        await delete_topics(list(logs.values()))
+
+
+async def delete_topics(logs: list[Settings]) -> None:
+    if not logs:
+        return
+    admin = AIOKafkaAdminClient(**connection_options(logs[0]), request_timeout_ms=60_000)
+    await admin.start()
+    try:
+        names = [name for s in logs for name in (s.batch_topic, s.reference_topic, s.dead_letter_topic)]
+        await admin.delete_topics(names)
+    finally:
+        await admin.close()
 
 
 @pytest.mark.kafka

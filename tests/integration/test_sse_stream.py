@@ -25,10 +25,12 @@ from fastapi import FastAPI
 
 from examples.sse_follower import Follower, iter_messages
 from services.pledge.bootstrap import SPEC
+from shared.domain.batch_fold import fold
 from shared.events import batch_events as ev
 from shared.events import reference_events as ref
 from shared.events.envelope import Envelope, encode_data, to_headers
-from shared.events.registry import payload_data
+from shared.events.registry import parse_envelope, payload_data
+from shared.messaging.topics import ensure_topics
 from shared.settings import Settings
 from shared.streaming import StreamConfig, make_stream_router, stream_stats
 from shared.streaming import position as stream_position
@@ -175,7 +177,7 @@ def expected_ids(events: Sequence[Published], tag: str, *, batch_only: bool = Fa
 # --- broker helpers ------------------------------------------------------------------------------------------
 
 
-async def publish(settings: Settings, events: Sequence[Published]) -> None:
+async def publish(settings: Settings, events: Sequence[Published], timestamp_ms: int | None = None) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
@@ -185,7 +187,11 @@ async def publish(settings: Settings, events: Sequence[Published]) -> None:
             envelope = published.envelope
             sent.append(
                 await producer.send(
-                    topic, encode_data(envelope), key=envelope.subject.encode(), headers=to_headers(envelope)
+                    topic,
+                    encode_data(envelope),
+                    key=envelope.subject.encode(),
+                    headers=to_headers(envelope),
+                    timestamp_ms=timestamp_ms,
                 )
             )
         await asyncio.gather(*sent)
@@ -228,16 +234,27 @@ class StreamServer:
         return mint_token(f"{role}-tester", role, settings=self.settings, **scope)
 
 
+def listening_socket(port: int, send_buffer: int | None) -> socket.socket:
+    """The server's socket, made here so a test can shrink its send buffer (accepted connections inherit it,
+    and a fixed size turns off the kernel's autotuning): that is how a slow network looks to the server."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
 @asynccontextmanager
-async def serving(settings: Settings, config: StreamConfig = TEST_STREAM, port: int = 0) -> AsyncIterator[StreamServer]:
+async def serving(
+    settings: Settings, config: StreamConfig = TEST_STREAM, port: int = 0, send_buffer: int | None = None
+) -> AsyncIterator[StreamServer]:
     """The pledge service with the stream router, on a real socket; stopping it ends open streams."""
     spec = dataclasses.replace(SPEC, routers=[*SPEC.routers, make_stream_router(config)])
     app = create_app(spec, settings)
-    port = port or free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, timeout_graceful_shutdown=5)
-    )
-    task = asyncio.create_task(server.serve())
+    sock = listening_socket(port, send_buffer)
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, timeout_graceful_shutdown=5))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
 
     async def ready() -> bool:
         runtime = getattr(app.state, "runtime", None)
@@ -245,15 +262,23 @@ async def serving(settings: Settings, config: StreamConfig = TEST_STREAM, port: 
 
     try:
         await wait_until(ready, what="the stream server to start and create its topics")
-        yield StreamServer(f"http://127.0.0.1:{port}", settings, app)
+        yield StreamServer(f"http://127.0.0.1:{sock.getsockname()[1]}", settings, app)
     finally:
         server.should_exit = True
         await task
+        sock.close()
+
+
+async def stream_settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Settings:
+    """Topics are created up front, so a test may publish before any server runs."""
+    settings = service_settings("pledge", sqlite_url(tmp_path), topic_prefix, kafka_bootstrap, topic_partitions=3)
+    await ensure_topics(settings)
+    return settings
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Settings:
-    return service_settings("pledge", sqlite_url(tmp_path), topic_prefix, kafka_bootstrap, topic_partitions=3)
+async def settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Settings:
+    return await stream_settings(kafka_bootstrap, topic_prefix, tmp_path)
 
 
 # --- a client that records everything -----------------------------------------------------------------------
@@ -320,6 +345,13 @@ def after_ready(seen: Collected) -> bool:
 
 
 # --- tests ---------------------------------------------------------------------------------------------------
+
+
+def test_the_scenario_is_a_history_the_fold_accepts() -> None:
+    """Otherwise the stream would keep a refused batch's old state and the hand-written tags could not hold."""
+    for batch in ("b-1", "b-2", "b-3"):
+        history = [parse_envelope(p.envelope) for p in scenario() if p.batch and p.envelope.subject == batch]
+        assert fold(history, batch) is not None
 
 
 async def test_clients_with_different_filters_receive_exactly_their_events(settings: Settings) -> None:
@@ -417,11 +449,11 @@ def _at_least(items: list[dict[str, Any]], count: int) -> Callable[[], Any]:
 async def test_a_slow_client_is_cut_off_with_overflow_and_resumes_without_loss(settings: Settings) -> None:
     tight = TEST_STREAM.model_copy(update={"buffer_size": 5, "overflow_grace_seconds": 0.2})
     bulky = [event(pledged(n, "wh-1", None).model_copy(update={"purpose": "x" * 2000}), f"bulk-{n}")
-             for n in range(1, 601)]  # fmt: skip
+             for n in range(1, 301)]  # fmt: skip
     await publish(settings, bulky)
     ends = await end_offsets(settings)
     small_window = httpx.AsyncHTTPTransport(socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
-    async with serving(settings, config=tight) as server:
+    async with serving(settings, config=tight, send_buffer=8192) as server:
         stats = stream_stats(server.app.state)
         token = server.token(Role.operator)
         headers = {"Authorization": f"Bearer {token}"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -9,9 +10,11 @@ from pathlib import Path
 
 import orjson
 import pytest
+from rich.console import Console
 
 from services.audit.craft import CraftedLog, audit_offline
 from services.audit.drills import run_drill
+from services.audit.progress import replay_progress
 from services.audit.replay import AuditOptions, AuditResult
 from services.audit.report_html import render as render_html
 from services.audit.report_json import dumps, report
@@ -101,3 +104,17 @@ def test_sla_errors_say_what_is_wrong(tmp_path: Path, content: str, override: st
     path.write_text(content)
     with pytest.raises(SlaError, match=re.escape(message)):
         SlaPolicy.load(path, [override] if override else [])
+
+
+def test_progress_bar_shows_events_per_second_on_a_terminal_only() -> None:
+    screen = io.StringIO()
+    with replay_progress(True, 1000, Console(file=screen, force_terminal=True, width=120)) as advance:
+        for _ in range(10):
+            advance(100)
+    assert "events/s" in screen.getvalue() and "replaying" in screen.getvalue()
+    silent = io.StringIO()
+    with replay_progress(True, 1000, Console(file=silent, force_terminal=False)) as advance:
+        advance(1000)
+    with replay_progress(False, 1000, Console(file=silent, force_terminal=True)) as advance:
+        advance(1000)
+    assert silent.getvalue() == ""
