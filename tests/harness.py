@@ -24,6 +24,7 @@ from shared.web.runtime import ServiceRuntime
 
 T = TypeVar("T")
 POLL_SECONDS = 0.05
+TEST_TOPIC_PARTITIONS = 3  # enough to exercise several partitions, few enough that thousands of test topics stay cheap
 DEFAULT_DEADLINE_SECONDS = 30.0
 
 
@@ -54,7 +55,7 @@ def service_settings(
         topic_prefix=topic_prefix,
         kafka_bootstrap=kafka_bootstrap,
         relay_poll_seconds=0.2,
-        **extra,
+        **{"topic_partitions": TEST_TOPIC_PARTITIONS, **extra},
     )
 
 

@@ -7,8 +7,10 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.dispatch.api import router
-from services.dispatch.projections import reference_handler, replicate_batches_forward
+from services.dispatch.projections import reference_handler
+from shared.projections.batch_view import replicate_batches
 from shared.settings import Settings
+from shared.streaming import router as stream_router
 from shared.web import batch_routes
 from shared.web.app_factory import create_app
 from shared.web.runtime import ConsumerSpec, ServiceSpec
@@ -18,15 +20,16 @@ SPEC = ServiceSpec(
     title="aidtrail dispatch service",
     description=(
         "Shipments of picked batches from a warehouse through relay hubs to the recipient's facility: dispatch, "
-        "arrival at hubs, carrier handovers, departure, delivery, and losses written off in transit."
+        "arrival at hubs, carrier handovers, departure, delivery, and losses written off in transit. Dispatch apps "
+        "that don't speak Kafka follow the events at GET /events/stream (Server-Sent Events, resumable)."
     ),
     versions_dir=Path(__file__).parent / "migrations",
-    routers=[router, batch_routes.router],
+    routers=[router, batch_routes.router, stream_router],
     consumers=[
         ConsumerSpec(
             name="batches",
             topics=lambda settings: [settings.batch_topic],
-            handler=lambda runtime: replicate_batches_forward(runtime.store),
+            handler=lambda runtime: replicate_batches(runtime.store),
         ),
         ConsumerSpec(
             name="reference",

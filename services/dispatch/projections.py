@@ -16,8 +16,6 @@ from shared.events import reference_events as ref
 from shared.events.batch_events import Payload
 from shared.events.envelope import Envelope, format_time
 from shared.messaging.consumer import Handler
-from shared.projections.batch_view import batch_view, fold_stored, view_row
-from shared.store.event_store import EventStore
 
 
 async def apply_reference_event(conn: AsyncConnection, envelope: Envelope, payload: Payload) -> None:
@@ -31,31 +29,6 @@ async def apply_reference_event(conn: AsyncConnection, envelope: Envelope, paylo
 
 def reference_handler() -> Handler:
     return apply_reference_event
-
-
-def replicate_batches_forward(store: EventStore) -> Handler:
-    """`shared.projections.batch_view.replicate_batches`, except that the view never moves back to an older state.
-
-    Workaround for a race in the shared handler on PostgreSQL: the consumer folds a batch's stream, a command
-    commits a newer event and its view row meanwhile, and the consumer's unconditional update then puts the older
-    state back (a shipment showed a delivered batch as in transit). Guarding the update by version lets the newest
-    fold win whichever transaction commits last. Remove once `upsert_view` in shared guards by version itself.
-    """
-
-    async def handle(conn: AsyncConnection, envelope: Envelope, payload: Payload) -> None:
-        await store.replicate(conn, envelope)
-        state = fold_stored(await store.load(conn, envelope.subject), envelope.subject)
-        if state is not None:
-            await _upsert_view_forward(conn, view_row(state, format_time(envelope.time)))
-
-    return handle
-
-
-async def _upsert_view_forward(conn: AsyncConnection, row: dict[str, Any]) -> None:
-    key = batch_view.c.batch_id == row["batch_id"]
-    updated = await conn.execute(batch_view.update().where(key, batch_view.c.version <= row["version"]).values(**row))
-    if updated.rowcount == 0 and (await conn.execute(sa.select(batch_view.c.batch_id).where(key))).first() is None:
-        await conn.execute(batch_view.insert().values(**row))
 
 
 def _site_row(site: ref.SiteRegistered, updated_at: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from shared.cli.audit_commands import audit_app
+from shared.cli.contract_commands import contract_app
 from shared.cli.deadletter_commands import deadletter_app
 from shared.cli.demo_commands import demo
 from shared.cli.kafka_commands import kafka_app
@@ -22,6 +23,7 @@ app = typer.Typer(help="aidtrail: follow donated relief materials from pledge to
 app.add_typer(kafka_app, name="kafka", help="Run the local Apache Kafka broker (KRaft).")
 app.add_typer(audit_app, name="audit", help="Replay the event log read-only: checks, reports, EPCIS export.")
 app.add_typer(deadletter_app, name="deadletter", help="Inspect, fix and replay events parked on the dead-letter path.")
+app.add_typer(contract_app, name="contract", help="The event contract (AsyncAPI 3.0), generated from the models.")
 app.command("token", help="Mint a development bearer token.")(token)
 app.command("demo", help="Run the Hubei 2020 scenario from pledge to audited delivery.")(demo)
 

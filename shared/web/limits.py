@@ -43,7 +43,9 @@ _NOT_BRACKET: Final = re.compile(rb"[^\[\]{}]")
 _INNERMOST_PAIR: Final = re.compile(rb"\[\]|\{\}")
 # A JSON `\u0000` escape that is not itself escaped (`\\u0000` is a backslash followed by the text "u0000").
 _NUL_ESCAPE: Final = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
-NUL_HINT: Final = "text may not contain the NUL character (U+0000): PostgreSQL cannot store it; remove it and send again"
+NUL_HINT: Final = (
+    "text may not contain the NUL character (U+0000): PostgreSQL cannot store it; remove it and send again"
+)
 
 
 class LimitSettings(BaseSettings):
@@ -100,7 +102,9 @@ def check_content_type(headers: dict[bytes, bytes]) -> None:
     """Every body the services take is JSON; saying so up front beats a confusing field-level error later."""
     raw = headers.get(b"content-type")
     if raw is None:
-        raise RequestRefused(415, "unsupported_media_type", f"the request has a body but no Content-Type; send {JSON_EXAMPLE}")
+        raise RequestRefused(
+            415, "unsupported_media_type", f"the request has a body but no Content-Type; send {JSON_EXAMPLE}"
+        )
     mime = MimeMessage()
     mime["content-type"] = raw.decode("latin-1")
     subtype = mime.get_content_subtype()
@@ -108,7 +112,9 @@ def check_content_type(headers: dict[bytes, bytes]) -> None:
         return
     shown = raw.decode("latin-1")[:80]
     raise RequestRefused(
-        415, "unsupported_media_type", f"the body is sent as {shown!r}, but this API takes JSON only; send {JSON_EXAMPLE}"
+        415,
+        "unsupported_media_type",
+        f"the body is sent as {shown!r}, but this API takes JSON only; send {JSON_EXAMPLE}",
     )
 
 

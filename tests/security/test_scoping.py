@@ -152,7 +152,9 @@ async def test_an_operator_acts_only_at_their_own_sites(
             ("/allocations/run", {"site_id": "wh-wuhan-1"}),
         ]
         for path, body in commands:
-            assert "may not act on site 'wh-wuhan-1'" in refused(await warehouse.post(path, json=body, headers=elsewhere))
+            assert "may not act on site 'wh-wuhan-1'" in refused(
+                await warehouse.post(path, json=body, headers=elsewhere)
+            )
         assert await event_count(warehouse) == before
         own = warehouse.auth(Role.operator, subject="op-wuhan", sites=["wh-wuhan-1"])
         assert (await warehouse.post("/batches/scoped-1/inspect", json=inspection, headers=own)).status_code == 200
@@ -170,7 +172,9 @@ async def test_recipient_staff_see_incoming_goods_only_for_their_own_recipient(
         staff = recipient.auth(Role.recipient_staff, subject="nurse", recipient_id="huanggang-health-committee")
         incoming = "/recipients/jinyintan-hospital/incoming"
         assert "may not act for recipient" in refused(await recipient.get(incoming, headers=staff))
-        assert (await recipient.get("/recipients/huanggang-health-committee/incoming", headers=staff)).status_code == 200
+        assert (
+            await recipient.get("/recipients/huanggang-health-committee/incoming", headers=staff)
+        ).status_code == 200
         refused(await recipient.get(incoming, headers=recipient.auth(Role.donor, donor_id="xiaomi")))
         for role in (Role.operator, Role.dispatcher, Role.auditor):
             assert (await recipient.get(incoming, role=role)).status_code == 200

@@ -82,7 +82,9 @@ def assert_unauthenticated(response: httpx.Response, words: str) -> None:
     assert error["code"] == "unauthenticated" and words in error["message"], error["message"]
 
 
-async def test_every_bad_token_is_a_401_on_a_real_route(tmp_path: Path, topic_prefix: str, kafka_bootstrap: str) -> None:
+async def test_every_bad_token_is_a_401_on_a_real_route(
+    tmp_path: Path, topic_prefix: str, kafka_bootstrap: str
+) -> None:
     settings = settings_for(tmp_path, topic_prefix, kafka_bootstrap, previous=[])
     async with pledge_service(settings) as service:
         for words, token in bad_tokens(settings).items():
