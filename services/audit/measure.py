@@ -1,6 +1,7 @@
 """`python -m services.audit.measure --topic-prefix P [--bootstrap B]`: replay once and print, as JSON, the
 throughput and this process's peak resident memory. Run in a fresh process so the peak is the replay's own;
-the flat-memory test and benchmarks compare these numbers across log sizes."""
+the flat-memory test and benchmarks compare these numbers across log sizes. CPU seconds are reported too:
+on a shared machine wall-clock throughput says more about the neighbours than about the replay."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import argparse
 import asyncio
 import resource
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -34,12 +36,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     args = parser.parse_args(argv)
     settings = Settings(topic_prefix=args.topic_prefix, kafka_bootstrap=args.bootstrap)
+    cpu = time.process_time()
     result = asyncio.run(replay(settings))
+    cpu = time.process_time() - cpu
     summary = {
         **result.stats.to_json(),
         "batches": len(result.tracks),
         "ok": result.ok,
         "failed_checks": result.failed_checks,
+        "cpu_seconds": round(cpu, 3),
+        "events_per_cpu_second": round(result.stats.records / cpu, 1) if cpu else None,
         "peak_rss_mib": round(peak_rss_mib(), 1),
     }
     sys.stdout.write(orjson.dumps(summary).decode() + "\n")

@@ -171,6 +171,7 @@ async def _scalar(conn: Any, query: Any) -> int:
 
 
 async def unsent_outbox(database: Database) -> int:
+    """Committed events the relay has not yet marked published."""
     async with database.read() as conn:
         query = sa.select(sa.func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
         return await _scalar(conn, query)
@@ -224,6 +225,7 @@ async def settle(stack: Stack, settings: Settings, deadline: float = SETTLE_DEAD
 
 
 async def check_service(service: str, url: str, settings: Settings, log: LogIndex) -> ServiceCheck:
+    """Everything one service's database says about the log, read while the service may still be running."""
     database = Database.connect(url)
     check = ServiceCheck(service)
     try:
@@ -266,30 +268,30 @@ async def _check_consumer(conn: Any, consumer: ConsumerInfo, log: LogIndex, chec
 async def _check_streams(conn: Any, log: LogIndex, check: ServiceCheck) -> None:
     """Every stream gap-free from version 1; every batch stream equal to the log's order for its key; every event
     this service stored, its own included, published."""
-    query = sa.select(events.c.stream_id, events.c.version, events.c.event_id, events.c.local).order_by(
+    query = sa.select(events.c.stream_id, events.c.version, events.c.event_id).order_by(
         events.c.stream_id, events.c.version
     )
-    local: dict[str, list[tuple[int, str, bool]]] = {}
+    local: dict[str, list[tuple[int, str]]] = {}
     for row in await conn.execute(query):
-        local.setdefault(row.stream_id, []).append((int(row.version), row.event_id, bool(row.local)))
+        local.setdefault(row.stream_id, []).append((int(row.version), row.event_id))
     for stream_id, rows in local.items():
-        if [version for version, _, _ in rows] != list(range(1, len(rows) + 1)):
+        if [version for version, _ in rows] != list(range(1, len(rows) + 1)):
             check.problems.append(f"stream {stream_id} versions are not 1..{len(rows)}")
         check.lost += [
-            f"{check.service} stored {eid} but it is not on the log" for _, eid, _ in rows if eid not in log.copies
+            f"{check.service} stored {eid} but it is not on the log" for _, eid in rows if eid not in log.copies
         ]
     for batch_id, ordered in log.streams.items():
-        _compare_stream(batch_id, ordered, [eid for _, eid, _ in local.get(batch_id, [])], check)
+        _compare_stream(batch_id, ordered, [eid for _, eid in local.get(batch_id, [])], check)
 
 
 def _compare_stream(batch_id: str, on_log: Sequence[str], stored: Sequence[str], check: ServiceCheck) -> None:
     if list(stored) == list(on_log):
         return
-    missing = [eid for eid in on_log if eid not in set(stored)]
-    check.lost += [f"{check.service} lacks {eid} of batch {batch_id}" for eid in missing]
-    extra = len(stored) - len(set(stored) & set(on_log))
+    stored_ids, logged_ids = set(stored), set(on_log)
+    check.lost += [f"{check.service} lacks {eid} of batch {batch_id}" for eid in on_log if eid not in stored_ids]
+    extra = len(stored) - len(stored_ids & logged_ids)
     check.duplicated += [f"{check.service} has an extra event in batch {batch_id}"] * extra
-    if not missing and not extra:
+    if logged_ids <= stored_ids and not extra:
         check.problems.append(f"{check.service} holds batch {batch_id} in another order than the log")
 
 
@@ -318,6 +320,7 @@ class FaultSummary:
     events_checked: int = 0
     lost: int = 0
     duplicated: int = 0
+    invented: int = 0
     republished: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     applied: dict[str, int] = field(default_factory=dict)
@@ -330,7 +333,7 @@ class FaultSummary:
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.duplicated or self.failed_checks or self.problems)
+        return not (self.lost or self.duplicated or self.invented or self.failed_checks or self.problems)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -339,6 +342,7 @@ class FaultSummary:
             "events_checked": self.events_checked,
             "lost": self.lost,
             "duplicated": self.duplicated,
+            "invented": self.invented,
             "republished_copies_dropped_by_consumers": self.republished,
             "errors_by_status": self.errors,
             "applied_by_service": self.applied,
@@ -379,7 +383,7 @@ def check_nothing_invented(log: LogIndex, sent: Callable[[Expected], bool], summ
     """Every event on the log comes from a command somebody sent (acknowledged or not: a command whose connection
     broke may still have committed)."""
     invented = [identity for identity in log.identities if not sent(identity)]
-    summary.duplicated += len(invented)
+    summary.invented += len(invented)
     summary.problems += [f"on the log but never sent: {i.event_type} {i.subject}" for i in invented[:5]]
 
 

@@ -54,6 +54,11 @@ CI_SECONDS = 30.0
 ITEM, STANDARD = "n95-mask", "N95"
 JOURNEY_QUANTITY, NEED_QUANTITY = 100, 60  # the need takes part of the batch: every pick splits a child off
 
+# uvicorn closes a keep-alive connection idle for 5 s, and httpx keeps idle connections for 5 s too: a request sent
+# on a connection the server is closing at that very moment fails with ReadError. Expiring ours sooner avoids the race.
+KEEPALIVE_EXPIRY_SECONDS = 2.0
+HTTP_TIMEOUT_SECONDS = 30.0
+
 Expects = Callable[[Any], Iterable[Expected]]
 
 
@@ -64,6 +69,12 @@ class LoadError(RuntimeError):
 def nothing(_response: Any) -> Iterable[Expected]:
     """For a command whose events the checks need not name."""
     return ()
+
+
+def http_client() -> httpx.AsyncClient:
+    """The load's HTTP client: one pool for all workers, idle connections dropped before the server drops them."""
+    limits = httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS)
+    return httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS, limits=limits)
 
 
 # --- bounds -----------------------------------------------------------------------------------------------------
@@ -656,7 +667,7 @@ async def soak(
     stack = Stack(config)
     await stack.start()
     settings = Settings(topic_prefix=prefix, kafka_bootstrap=kafka_bootstrap)
-    client = ScenarioClient({name: stack.url(name) for name in SERVICE_NAMES}, settings)
+    client = ScenarioClient({name: stack.url(name) for name in SERVICE_NAMES}, settings, http_client())
     try:
         recorder = Recorder(client)
         journeys = Journeys(recorder, limits.workers)

@@ -182,6 +182,14 @@ def _dispatch() -> dict[str, Rule]:
         "POST /shipments/{shipment_id}/depart": movement,
         "POST /shipments/{shipment_id}/deliver": movement,
         "POST /shipments/{shipment_id}/write-off": DISPATCHER_WRITE,
+        "GET /events/stream": roles(
+            Role.operator,
+            Role.dispatcher,
+            Role.recipient_staff,
+            Role.auditor,
+            scope=[Scope.RECIPIENT],
+            note="Server-Sent Events; the token may also come as ?access_token=; not donors",
+        ),
     }
 
 

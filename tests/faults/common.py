@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.devstack.faults import FaultSummary, unsent_outbox, verify_no_loss
-from shared.devstack.load import Budget, PledgeStream, Recorder
-from shared.devstack.processes import SERVICE_NAMES, Stack, StackConfig
+from shared.devstack.load import Budget, PledgeStream, Recorder, http_client
+from shared.devstack.processes import Stack, StackConfig
 from shared.scenario.client import ScenarioClient
 from shared.settings import Settings
 from shared.store.database import Database
@@ -22,6 +22,8 @@ from shared.store.database import Database
 
 @dataclass
 class Harness:
+    """A running stack with its load recorder; `began` is when the test started its services, for the run time."""
+
     stack: Stack
     settings: Settings
     recorder: Recorder
@@ -67,7 +69,7 @@ async def running(
     began = time.monotonic()
     stack = Stack(config, services)
     settings = Settings(topic_prefix=prefix, kafka_bootstrap=bootstrap)
-    client = ScenarioClient({name: stack.url(name) for name in services if name in SERVICE_NAMES}, settings)
+    client = ScenarioClient({name: stack.url(name) for name in services}, settings, http_client())
     try:
         await stack.start(*(start if start is not None else services))
         yield Harness(stack, settings, Recorder(client), began)
@@ -103,6 +105,6 @@ def report(summary: FaultSummary, tmp_path: Path) -> None:
 
 def assert_clean(summary: FaultSummary) -> None:
     assert summary.events_checked > 0, "no events were checked"
-    assert summary.lost == 0 and summary.duplicated == 0, summary.problems[:20]
+    assert summary.lost == 0 and summary.duplicated == 0 and summary.invented == 0, summary.problems[:20]
     assert not summary.failed_checks, summary.problems[:20]
     assert not summary.problems, summary.problems[:20]
