@@ -54,7 +54,10 @@ from shared.broker.secure_config import (
     LISTENER,
     MECHANISM,
     SECURE_CLIENT_PORT,
+    SECURE_CONTROLLER_PORT,
+    SERVICE_USER,
     Credentials,
+    SecureBroker,
     SecureStartResult,
     SecureStatus,
     _new_credentials,
@@ -293,3 +296,32 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     with contextlib.suppress(KeyboardInterrupt):
         sys.exit(main())
+
+
+__all__ = [
+    "ADMIN_USER",
+    "DEFAULT_START_TIMEOUT_S",
+    "DEFAULT_STOP_TIMEOUT_S",
+    "LISTENER",
+    "MECHANISM",
+    "SECURE_CLIENT_PORT",
+    "SECURE_CONTROLLER_PORT",
+    "SERVICE_USER",
+    "Credentials",
+    "SecureBroker",
+    "SecureStartResult",
+    "SecureStatus",
+    "broker_info",
+    "load_credentials",
+    "main",
+    "probe",
+    "render_secure_properties",
+    "saved_secure_layout",
+    "secure_layout",
+    "start",
+    "start_async",
+    "status",
+    "status_async",
+    "stop",
+    "tls_files",
+]

@@ -40,9 +40,7 @@ def token(
     for warning in scope_warnings(parsed_role, sites, recipient, donor):
         typer.echo(f"warning: {warning}", err=True)
     try:
-        minted = mint_token(
-            subject, parsed_role, sites=sites, recipient_id=recipient, donor_id=donor, ttl_seconds=ttl
-        )
+        minted = mint_token(subject, parsed_role, sites=sites, recipient_id=recipient, donor_id=donor, ttl_seconds=ttl)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(minted)

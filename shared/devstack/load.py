@@ -665,10 +665,10 @@ async def soak(
         run_dir=run_dir, topic_prefix=prefix, kafka_bootstrap=kafka_bootstrap, database_urls=database_urls or {}
     )
     stack = Stack(config)
-    await stack.start()
     settings = Settings(topic_prefix=prefix, kafka_bootstrap=kafka_bootstrap)
     client = ScenarioClient({name: stack.url(name) for name in SERVICE_NAMES}, settings, http_client())
     try:
+        await stack.start()  # inside the try: a service that never gets ready must not leave the others running
         recorder = Recorder(client)
         journeys = Journeys(recorder, limits.workers)
         await journeys.setup(f"{prefix}.dispatch.reference")

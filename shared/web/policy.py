@@ -7,7 +7,11 @@ This module states the same policy once more, in one place, on purpose:
 * `docs/security.md` is generated from it, so the documentation cannot drift from the code;
 * `tests/security/test_route_policy.py` enumerates every route of every service app and fails when one has no
   rule here, then calls each route with a token of every role and checks the service does exactly what this
-  table says. A new route without a rule, or a rule the code does not honour, fails the build.
+  table says. A new route without a rule, or a rule the code does not honour, fails the build;
+* `install(app, service)` puts the request limits (`shared.web.limits`) in front of a service's routes and writes
+  every refusal a route can give (401/403 as this policy says, 413/415/422 from the limits and validation,
+  404/409/503) into its OpenAPI document, in the `{"error": ...}` shape the services answer with, so a client
+  (and schemathesis, in tests/fuzz) knows every answer it can get.
 
 Vocabulary
 ----------

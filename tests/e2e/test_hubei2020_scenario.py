@@ -36,9 +36,9 @@ async def scenario_run(
         run_dir=tmp_path, topic_prefix=topic_prefix, kafka_bootstrap=kafka_bootstrap, database_urls=database_urls
     )
     stack = Stack(config)
-    await stack.start()
     client = ScenarioClient({name: stack.url(name) for name in SERVICE_NAMES}, Settings(topic_prefix=topic_prefix))
     try:
+        await stack.start()
         result = await Hubei2020(client).run()
         yield client, result
     finally:
