@@ -38,9 +38,12 @@ DEFAULT_MAX_BODY_BYTES: Final = MIB
 DEFAULT_MAX_JSON_DEPTH: Final = 32
 JSON_EXAMPLE: Final = "Content-Type: application/json"
 
-_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKET: Final = re.compile(rb"[^\[\]{}]")
+_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # the "unrolled loop" form: fast on long text
+_NOT_BRACKETS: Final = bytes(byte for byte in range(256) if byte not in b"[]{}")
 _INNERMOST_PAIR: Final = re.compile(rb"\[\]|\{\}")
+_BRACKET_RUN: Final = re.compile(rb"[\[{]+|[\]}]+")
+_OPENERS: Final = b"[{"
+PEEL_PASSES: Final = 2
 # A JSON `\u0000` escape that is not itself escaped (`\\u0000` is a backslash followed by the text "u0000").
 _NUL_ESCAPE: Final = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 NUL_HINT: Final = (
@@ -119,20 +122,28 @@ def check_content_type(headers: dict[bytes, bytes]) -> None:
 
 
 def json_depth_exceeds(body: bytes, limit: int) -> bool:
-    """True if the brackets nest deeper than `limit`, without recursion (that is the attack being refused).
+    """True if the brackets nest deeper than `limit`, found without recursion (that is the attack being refused).
 
-    Strings are blanked first, so brackets inside them do not count; then innermost `[]`/`{}` pairs are peeled off
-    one level per pass. Each pass is a C-speed regex over the remaining brackets, and at most `limit` passes run.
-    Unbalanced brackets are left for the JSON parser, which reports them with a position.
+    Strings are blanked first, so brackets inside them do not count. The deepest point of any nesting lies inside
+    an innermost `[]` or `{}`, so peeling those off (a C-speed regex pass) lowers the depth by exactly one and
+    shrinks common shapes (lists of small objects) to almost nothing; what is left is scanned run by run, with an
+    early exit, so a 1 MiB body of brackets costs milliseconds. Unbalanced brackets are left to the JSON parser,
+    which reports them with a position.
     """
     if body.count(b"[") + body.count(b"{") <= limit:
         return False
-    brackets = _NOT_BRACKET.sub(b"", _STRING.sub(b'""', body))
-    for _level in range(limit):
-        brackets, peeled = _INNERMOST_PAIR.subn(b"", brackets)
-        if not brackets or not peeled:
-            return False
-    return _INNERMOST_PAIR.search(brackets) is not None
+    brackets = _STRING.sub(b'""', body).translate(None, _NOT_BRACKETS)
+    for _pass in range(PEEL_PASSES):
+        brackets = _INNERMOST_PAIR.sub(b"", brackets)
+    depth, deepest_allowed = 0, limit - PEEL_PASSES
+    for run in _BRACKET_RUN.finditer(brackets):
+        if brackets[run.start()] in _OPENERS:
+            depth += run.end() - run.start()
+            if depth > deepest_allowed:
+                return True
+        else:
+            depth -= run.end() - run.start()
+    return False
 
 
 def check_url(scope: Scope) -> None:

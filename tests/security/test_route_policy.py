@@ -9,6 +9,7 @@ role anything but 401/403/5xx (404 or 422 are expected: the ids and bodies are m
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from shared.web import policy
 from shared.web.auth import READ_ONLY_ROLES, SAFE_METHODS, Role
 from shared.web.policy import POLICY, SERVICES, Rule, render_security_doc, roles, routes_of
 from tests.fixtures.databases import sqlite_url
-from tests.harness import running_service, service_settings
+from tests.harness import build_app, running_service, service_settings
 from tests.security.routes import Reply, call, concrete_path, probing_token, service_routes
 
 CALLERS: tuple[Role | None, ...] = (None, *Role)  # None: no token at all
@@ -62,6 +63,23 @@ def test_auditors_read_everything_and_write_nothing() -> None:
 
 def test_admin_may_call_every_route() -> None:
     assert all(rule.admits(Role.admin) for rule in POLICY.values())
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_openapi_document_names_every_refusal_in_the_error_shape(service: str) -> None:
+    """What a client generated from /openapi.json must know: who may be refused, and what a refusal looks like."""
+    document = build_app(service, Settings(service=service)).openapi()
+    assert "HTTPValidationError" not in json.dumps(document["paths"]), "FastAPI's {detail} shape is not ours"
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            rule = POLICY[(service, method.upper(), path)]
+            statuses = set(operation["responses"])
+            assert rule.public or {"401", "403"} <= statuses, f"{method} {path} of {service}"
+            if "requestBody" in operation:
+                assert {"413", "415", "422"} <= statuses, f"{method} {path} of {service}"
+            for status, response in operation["responses"].items():
+                if status >= "400" and not rule.public:
+                    assert "application/json" in response.get("content", {}), f"{status} of {method} {path}"
 
 
 def test_security_doc_shows_the_current_policy() -> None:
