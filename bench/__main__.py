@@ -20,7 +20,7 @@ from bench.environment import BACKENDS, kafka_bootstrap, workdir
 from bench.machine import this_machine
 from bench.report import RESULTS, append, show
 from bench.results import Row
-from bench.servers import ServerFailed
+from bench.servers import REPO_ROOT, ServerFailed
 
 PARTS = ("replay", "commands", "latency")
 console = Console(stderr=True)
@@ -59,6 +59,9 @@ def parse(argv: list[str]) -> Config:
         "--replay", choices=["auto", "auditor", "fold"], default="auto", help="ours: auditor (auto when present)"
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file to append to")
+    parser.add_argument(
+        "--code-root", type=Path, default=REPO_ROOT, help="run our servers from this tree's shared/ and services/"
+    )
     parser.add_argument("--no-append", action="store_true", help="print the table only")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -73,11 +76,13 @@ def parse(argv: list[str]) -> Config:
             concurrency=args.concurrency,
             rounds=args.rounds or (1 if quick else 5),
             warmup=20 if quick else 100,
+            code_root=args.code_root.resolve(),
         ),
         latency=latency_bench.LatencyPlan(
             rate=args.rate,
             seconds=args.latency_seconds or (1.0 if quick else 30.0),
             consumer=_latency_consumer(args.latency_consumer),
+            code_root=args.code_root.resolve(),
         ),
         parts=args.only,
         results=None if args.no_append else args.results,
@@ -117,7 +122,7 @@ async def _latency(kafka: str, scratch: Path, plan: latency_bench.LatencyPlan) -
         if plan.consumer != "warehouse":
             raise
         console.log(f"[yellow]warehouse did not start; measuring the projection stand-in instead[/]\n{exc}")
-        fallback = latency_bench.LatencyPlan(plan.rate, plan.seconds, consumer="projection")
+        fallback = latency_bench.LatencyPlan(plan.rate, plan.seconds, "projection", plan.code_root)
         return await latency_bench.measure(kafka, scratch, fallback)
 
 

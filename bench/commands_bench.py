@@ -46,6 +46,7 @@ class LoadPlan:
     rounds: int
     warmup: int = 50
     limit: int = 200_000
+    code_root: Path = REPO_ROOT
 
 
 def pledge_body(n: int) -> dict[str, Any]:
@@ -100,7 +101,8 @@ async def measure(backend: str, kafka: str, workdir: Path, plan: LoadPlan) -> Ro
     for round_no in range(plan.rounds):
         order = ("baseline", "pledge") if round_no % 2 == 0 else ("pledge", "baseline")
         for app in order:
-            runs[app].append(await one_run(app, backend, kafka, workdir, plan))
+            root = plan.code_root if app == "pledge" else REPO_ROOT
+            runs[app].append(await one_run(app, backend, kafka, workdir, plan, code_root=root))
     ours = statistics.median(r.rate for r in runs["pledge"])
     base = statistics.median(r.rate for r in runs["baseline"])
     return Row(

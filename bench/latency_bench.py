@@ -27,7 +27,7 @@ from bench.environment import run_topics
 from bench.eventlog import topic_partitions
 from bench.load import LoadResult, new_client, percentile, steady_rate
 from bench.results import Direction, Row, Target, fmt_ms, ratio
-from bench.servers import Server, served
+from bench.servers import REPO_ROOT, Server, served
 from shared.messaging.kafka_config import connection_options
 from shared.messaging.relay import make_producer
 from shared.messaging.topics import ensure_topics
@@ -42,6 +42,7 @@ class LatencyPlan:
     rate: float
     seconds: float
     consumer: str = "warehouse"
+    code_root: Path = REPO_ROOT
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Propagation:
     latencies: list[float]
     sent: LoadResult
     missing: int
+    relay: list[float]
 
 
 def _settings(url: str, kafka: str, prefix: str) -> dict[str, str]:
@@ -70,12 +72,12 @@ async def propagation(kafka: str, workdir: Path, plan: LatencyPlan) -> Propagati
 
 
 async def _propagation(kafka: str, workdir: Path, plan: LatencyPlan, prefix: str) -> Propagation:
-    run = uuid.uuid4().hex[:6]
+    run, root = uuid.uuid4().hex[:6], plan.code_root
     headers = auth_headers()
     urls = [f"sqlite+aiosqlite:///{workdir / f'{prefix}-{name}.db'}" for name in ("pledge", plan.consumer)]
     async with (
-        served(plan.consumer, _settings(urls[1], kafka, prefix), workdir, probe=True) as consumer,
-        served("pledge", _settings(urls[0], kafka, prefix), workdir, probe=True) as pledge,
+        served(plan.consumer, _settings(urls[1], kafka, prefix), workdir, probe=True, code_root=root) as consumer,
+        served("pledge", _settings(urls[0], kafka, prefix), workdir, probe=True, code_root=root) as pledge,
         new_client(64) as client,
     ):
         (
@@ -89,8 +91,10 @@ async def _propagation(kafka: str, workdir: Path, plan: LatencyPlan, prefix: str
         sent = await steady_rate(client, send, plan.rate, plan.seconds)
         committed = {c: t for c, t in (await pledge.probe(client))["committed"].items() if c.startswith(f"lat-{run}")}
         applied = await _wait_applied(client, consumer, set(committed))
+        produced: dict[str, float] = (await consumer.probe(client))["produced"]
     latencies = [applied[c] - t for c, t in committed.items() if c in applied]
-    return Propagation(latencies, sent, len(committed) - len(latencies))
+    relay = [produced[c] - t for c, t in committed.items() if c in produced]
+    return Propagation(latencies, sent, len(committed) - len(latencies), relay)
 
 
 async def broker_latency(kafka: str, rate: float, seconds: float) -> list[float]:
@@ -162,7 +166,9 @@ def _notes(ours: Propagation, base: list[float], plan: LatencyPlan) -> str:
     achieved = ours.sent.completed / ours.sent.seconds if ours.sent.seconds else 0.0
     note = (
         f"{len(ours.latencies)} events over {plan.seconds:g} s (achieved {achieved:.0f}/s); max "
-        f"{fmt_ms(max(ours.latencies, default=0))} vs broker max {fmt_ms(max(base, default=0))}"
+        f"{fmt_ms(max(ours.latencies, default=0))} vs broker max {fmt_ms(max(base, default=0))}; "
+        f"commit -> produced by the relay p50 {fmt_ms(percentile(ours.relay, 0.5))}, "
+        f"p99 {fmt_ms(percentile(ours.relay, 0.99))}"
     )
     if ours.missing or ours.sent.errors:
         note += f"; {ours.missing} not applied within {DRAIN_DEADLINE_S:.0f} s, {ours.sent.errors} command errors"

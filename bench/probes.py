@@ -3,7 +3,9 @@
 * In pledge: the wall-clock time each command's transaction committed, by correlation id (ServiceRuntime's
   events_committed hook runs right after the commit).
 * In warehouse: the wall-clock time each batch event's partition batch committed in the batch projection, by the
-  event's correlation id (after ProjectionConsumer._apply_partition_batch returns, its transaction is committed).
+  event's correlation id (after ProjectionConsumer._apply_partition_batch returns, its transaction is committed),
+  and the record's timestamp (set by the relay's producer when it sent the record), which splits the latency
+  into relay (commit -> produce) and broker + consumer (produce -> applied).
 
 Both processes read the same clock (CLOCK_REALTIME on one machine), so applied - committed is the propagation
 latency. `GET /_bench/probe` hands the times out, and says whether every consumer has its partitions yet.
@@ -24,6 +26,7 @@ from shared.web.runtime import ServiceRuntime
 
 COMMITTED: dict[str, float] = {}
 APPLIED: dict[str, float] = {}
+PRODUCED: dict[str, float] = {}  # the record's timestamp: when the relay's producer created it
 PROJECTION_SUFFIX = ".batches"
 
 ApplyBatch = Callable[[ProjectionConsumer, TopicPartition, list[ConsumerRecord]], Awaitable[None]]
@@ -60,6 +63,7 @@ def install_apply_probe() -> None:
             for record in records:
                 if (correlation := _correlation(record)) is not None:
                     APPLIED.setdefault(correlation, now)
+                    PRODUCED.setdefault(correlation, record.timestamp / 1000)
 
     setattr(ProjectionConsumer, "_apply_partition_batch", apply_partition_batch)  # noqa: B010
 
@@ -71,6 +75,6 @@ def add_probe_route(app: FastAPI) -> None:
         assigned = bool(runtime and runtime.kafka_started) and all(
             c.consumer is not None and c.consumer.assignment() for c in consumers
         )
-        return {"assigned": assigned, "committed": COMMITTED, "applied": APPLIED}
+        return {"assigned": assigned, "committed": COMMITTED, "applied": APPLIED, "produced": PRODUCED}
 
     app.add_api_route("/_bench/probe", probe, methods=["GET"])

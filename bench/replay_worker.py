@@ -64,6 +64,8 @@ async def read_to_end(settings: Settings, on_batch: OnBatch) -> int:
 
 
 async def _drain(consumer: AIOKafkaConsumer, remaining: dict[TopicPartition, int], on_batch: OnBatch) -> int:
+    """Done with a partition when its position reaches the captured end: asking the position, not the last
+    record's offset, also ends a partition whose last offsets are not records (transaction markers)."""
     seen = 0
     while remaining:
         for tp, records in (await consumer.getmany(*remaining, timeout_ms=FETCH_TIMEOUT_MS)).items():
@@ -71,7 +73,8 @@ async def _drain(consumer: AIOKafkaConsumer, remaining: dict[TopicPartition, int
             wanted = records if records[-1].offset < end else [r for r in records if r.offset < end]
             on_batch(wanted)
             seen += len(wanted)
-            if records[-1].offset + 1 >= end:
+        for tp, end in list(remaining.items()):
+            if await consumer.position(tp) >= end:
                 del remaining[tp]
                 consumer.pause(tp)
     return seen
