@@ -30,6 +30,9 @@ DEADLINE_SECONDS = 120.0
 BEHIND = "parked behind an earlier event"
 Headers = list[tuple[str, bytes | None]]
 
+END_OFFSETS_DEADLINE_SECONDS = 60.0
+POLL_SECONDS = 0.2
+
 
 @dataclass(frozen=True)
 class Poison:
@@ -202,13 +205,15 @@ async def read_dead_letters(settings: Settings, expected: int) -> list[ConsumerR
 
 
 async def _end_offsets(consumer: AIOKafkaConsumer, topic: str, expected: int) -> dict[Any, int]:
+    deadline = time.monotonic() + END_OFFSETS_DEADLINE_SECONDS
     while True:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, partition) for partition in partitions]
         ends: dict[Any, int] = await consumer.end_offsets(tps) if tps else {}
         if sum(ends.values()) >= expected:
             return ends
-        await asyncio.sleep(0.2)
+        assert time.monotonic() < deadline, f"{topic} never reached {expected} records"
+        await asyncio.sleep(POLL_SECONDS)
 
 
 def header(record: ConsumerRecord, name: str) -> str:
