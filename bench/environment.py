@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from shared.broker import start_async
 from shared.broker.probe import wait_until_answering
+from shared.devstack.scratch_databases import drop_database
 
 BOOTSTRAP_ENV = "AIDTRAIL_KAFKA_BOOTSTRAP"
 POSTGRES_ENV = "AIDTRAIL_TEST_POSTGRES_URL"
@@ -98,7 +99,7 @@ async def fresh_database(backend: str, workdir: Path) -> AsyncIterator[str]:
     try:
         yield make_url(postgres_admin_url()).set(database=name).render_as_string(hide_password=False)
     finally:
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(_admin, name)
 
 
 @asynccontextmanager

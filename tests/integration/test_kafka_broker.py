@@ -225,12 +225,16 @@ async def test_cluster_of_three_keeps_accepting_acks_all_writes_when_one_node_is
         assert set(result.stopped) == {1, 2, 3}
 
 
-async def _leader_of(admin: Any, topic: str, partition: int) -> int:
-    (description,) = await admin.describe_topics([topic])
-    leaders = {p["partition"]: p["leader"] for p in description["partitions"]}
-    leader = leaders[partition]
-    assert leader in (1, 2, 3), description
-    return int(leader)
+async def _leader_of(admin: Any, topic: str, partition: int, timeout: float = 30) -> int:
+    """A just-created topic's partitions reach every node's metadata a moment later, so ask until they do."""
+    deadline = time.monotonic() + timeout
+    while True:
+        (description,) = await admin.describe_topics([topic])
+        leaders = {p["partition"]: p["leader"] for p in description["partitions"]}
+        if leaders.get(partition) in (1, 2, 3):
+            return int(leaders[partition])
+        assert time.monotonic() < deadline, f"no leader for {topic}[{partition}] after {timeout}s: {description}"
+        await asyncio.sleep(0.2)
 
 
 async def _wait_for_full_isr(admin: Any, topic: str, replicas: int, timeout: float) -> None:
