@@ -5,18 +5,22 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from shared.broker.config import NodeSpec
+from shared.broker.errors import BrokerToolError
 from shared.broker.jars import classpath
 from shared.broker.paths import log4j_config
 
+HEAP_ENV = "AIDTRAIL_KAFKA_HEAP"
+# Test runs leave thousands of partitions behind between cleanups; 512 MiB once ran out of memory.
+DEFAULT_HEAP = "1g"
 JVM_OPTIONS = (
     "-Xms256m",
-    "-Xmx512m",
     "-XX:+UseG1GC",
     "-XX:MaxGCPauseMillis=20",
     "-XX:+ExitOnOutOfMemoryError",
@@ -30,10 +34,21 @@ _START_MARKER = "=== aidtrail: starting kafka.Kafka"
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
+def max_heap() -> str:
+    """The broker's -Xmx: ``AIDTRAIL_KAFKA_HEAP`` (a JVM size such as ``768m`` or ``2g``), else 1g."""
+    heap = os.environ.get(HEAP_ENV, "").strip() or DEFAULT_HEAP
+    if not re.fullmatch(r"[1-9][0-9]*[kKmMgG]", heap):
+        raise BrokerToolError(
+            f"{HEAP_ENV}={heap!r} is not a JVM heap size; use a number with k, m or g, e.g. 768m or 2g"
+        )
+    return heap
+
+
 def java_command(java: str, node: NodeSpec, main_class: str, *args: str) -> list[str]:
     """Same JVM flags for the storage tool and the broker so both log to the node's logs dir."""
     return [
         java,
+        f"-Xmx{max_heap()}",
         *JVM_OPTIONS,
         f"-Dlog4j2.configurationFile={log4j_config()}",
         f"-Dkafka.logs.dir={node.logs_dir}",
