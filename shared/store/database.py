@@ -2,11 +2,15 @@
 
 SQLite allows one writer at a time. Write transactions therefore start with BEGIN IMMEDIATE, so that two writers
 queue on the busy timeout instead of failing on a read-to-write lock upgrade; reads use a separate engine and
-never wait for writers (WAL mode).
+never wait for writers (WAL mode). Within one process, writers also queue on an asyncio lock before they take a
+connection: SQLite's busy handler sleeps in steps of 1 to 100 ms while the lock is held, so a writer that lost the
+race would idle long after the lock was free, and each sleeping writer holds a pooled connection and a thread.
+The busy timeout still arbitrates between processes sharing the file.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -50,6 +54,24 @@ def _make_engine(url: str, *, immediate: bool) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, pool_timeout=5)
 
 
+class _WriterQueue:
+    """FIFO admission of this process's SQLite writers, one at a time.
+
+    An asyncio.Lock belongs to the event loop it first waits on; tests and tools may use one Database from several
+    loops in turn, so the lock is made anew for each loop.
+    """
+
+    def __init__(self) -> None:
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:
+            self._lock, self._loop = asyncio.Lock(), loop
+        return self._lock
+
+
 @dataclass
 class Database:
     """A writer engine for transactions that change state and a reader engine for queries."""
@@ -57,12 +79,14 @@ class Database:
     url: str
     writer: AsyncEngine
     reader: AsyncEngine
+    writers: _WriterQueue | None = None
 
     @classmethod
     def connect(cls, url: str) -> Database:
         writer = _make_engine(url, immediate=True)
-        reader = _make_engine(url, immediate=False) if is_sqlite(url) else writer
-        return cls(url=url, writer=writer, reader=reader)
+        if is_sqlite(url):
+            return cls(url=url, writer=writer, reader=_make_engine(url, immediate=False), writers=_WriterQueue())
+        return cls(url=url, writer=writer, reader=writer)
 
     @property
     def dialect(self) -> str:
@@ -70,7 +94,13 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with self.writer.begin() as connection:
+        """On SQLite, queued behind this process's other writers first (see the module's docstring); PostgreSQL
+        has row locks and many writers at once, so there it is the engine's transaction alone."""
+        if self.writers is None:
+            async with self.writer.begin() as connection:
+                yield connection
+            return
+        async with self.writers.lock(), self.writer.begin() as connection:
             yield connection
 
     @asynccontextmanager
