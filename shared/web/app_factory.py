@@ -12,7 +12,7 @@ from shared.messaging.relay_lease import install_lease_gauge
 from shared.settings import Settings, get_settings
 from shared.store.migrations import upgrade
 from shared.web import deadletter_routes, health, metrics, policy
-from shared.web.auth import get_auth_settings, install_auth_error_handler
+from shared.web.auth import install_auth_error_handler, use_auth_settings
 from shared.web.errors import install_error_handlers
 from shared.web.logging import CorrelationIdMiddleware, configure_logging
 from shared.web.runtime import ServiceRuntime, ServiceSpec
@@ -41,7 +41,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CorrelationIdMiddleware)
     install_error_handlers(app)
     install_auth_error_handler(app)
-    app.dependency_overrides[get_auth_settings] = lambda: settings
+    use_auth_settings(app, settings)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(contract_router)

@@ -35,6 +35,7 @@ from typing import Annotated, Any, NoReturn
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from shared.settings import Settings, get_settings
 from shared.web.tokens import (
@@ -99,9 +100,20 @@ bearer_scheme = HTTPBearer(
 )
 
 
-def get_auth_settings() -> Settings:
-    """A dependency of its own so tests and tools can swap settings with `app.dependency_overrides`."""
-    return get_settings()
+def use_auth_settings(app: FastAPI, settings: Settings) -> None:
+    """Give an app's authentication its own settings, on `app.state`.
+
+    Not through `app.dependency_overrides`: while that mapping is non-empty, FastAPI rebuilds the dependants of
+    every route on every request, and a sync override also costs a thread-pool hop per request.
+    """
+    app.state.auth_settings = settings
+
+
+async def get_auth_settings(connection: HTTPConnection) -> Settings:
+    """The app's settings (`use_auth_settings`), else the process's. A dependency of its own so tests and tools
+    can still swap it with `app.dependency_overrides`; async, so that it runs on the event loop, not a thread."""
+    settings = getattr(connection.app.state, "auth_settings", None)
+    return settings if isinstance(settings, Settings) else get_settings()
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -245,4 +257,5 @@ __all__ = [
     "parse_role",
     "require_roles",
     "unauthenticated",
+    "use_auth_settings",
 ]

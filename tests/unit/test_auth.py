@@ -40,6 +40,7 @@ from shared.web.auth import (
     mint_token,
     parse_role,
     require_roles,
+    use_auth_settings,
 )
 
 SECRET = "unit-test-current-secret-0123456789-abcdefghij"
@@ -372,7 +373,7 @@ auditors_listed_by_mistake = require_roles(Role.auditor)
 def build_app(settings: Settings) -> FastAPI:
     app = FastAPI()
     install_auth_error_handler(app)
-    app.dependency_overrides[get_auth_settings] = lambda: settings
+    use_auth_settings(app, settings)
 
     @app.get("/me")
     async def me(principal: Annotated[Principal, Depends(current_principal)]) -> dict[str, str]:
@@ -452,6 +453,28 @@ async def test_expired_token_is_401_and_neither_reply_nor_log_reveals_it(
     for sensitive in (token, SECRET):
         assert sensitive not in response.text
         assert sensitive not in caplog.text
+
+
+async def test_the_apps_settings_come_from_its_state_with_no_dependency_override(settings: Settings) -> None:
+    """The services' way (create_app): a non-empty dependency_overrides would slow every request down."""
+    app = build_app(settings)
+    assert app.dependency_overrides == {}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://aidtrail.test") as client:
+        ours = await client.get("/me", headers=bearer(settings, Role.operator))
+        foreign = await client.get("/me", headers=bearer(Settings(jwt_secret=STRANGER_SECRET), Role.operator))
+    assert ours.status_code == 200
+    assert_error(foreign, 401, "unauthenticated")
+
+
+async def test_a_dependency_override_of_the_auth_settings_still_wins(settings: Settings) -> None:
+    """Tests and tools may swap the settings the old way; the override beats the app's state."""
+    app = build_app(Settings(jwt_secret=STRANGER_SECRET))
+    app.dependency_overrides[get_auth_settings] = lambda: settings
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://aidtrail.test") as client:
+        response = await client.get("/me", headers=bearer(settings, Role.operator))
+    assert response.status_code == 200
 
 
 async def test_valid_token_reaches_the_route(settings: Settings) -> None:
