@@ -7,11 +7,10 @@ step either returns the next state or raises a DomainError naming the current st
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from typing import Any, TypeVar
 
 from shared.domain import batch_movement as movement
-from shared.domain.batch_state import Allocation, BatchState, BatchStatus
+from shared.domain.batch_state import Allocation, BatchState, BatchStatus, evolve, set_on_fresh
 from shared.domain.transitions import ALLOWED, allowed_events, illegal, short_name, violation
 from shared.events import batch_events as ev
 
@@ -34,12 +33,23 @@ def apply(state: BatchState | None, payload: ev.Payload, batch_id: str = "") -> 
         raise illegal(state, name)
     if state is None:
         return _BIRTHS[type(payload)](batch_id, payload)
-    step = _STEPS[type(payload)]
-    return replace(step(state, payload), version=state.version + 1)
+    after = _STEPS[type(payload)](state, payload)
+    if after is state:  # every step returns a copy; this keeps `state` untouched if one ever does not
+        after = evolve(state)
+    return set_on_fresh(after, version=state.version + 1)
 
 
 def settle(state: BatchState) -> BatchState:
     """The status of a batch that is still in a warehouse follows from its quantities."""
+    return _settled(evolve(state))
+
+
+def _settled(fresh: BatchState) -> BatchState:
+    """`settle` on a copy the calling step has just made, so that an event costs one copy, not two."""
+    return set_on_fresh(fresh, status=_settled_status(fresh))
+
+
+def _settled_status(state: BatchState) -> BatchStatus:
     if state.on_hand > 0:
         status = S.ALLOCATED if state.free == 0 else S.IN_STOCK
     elif state.quarantined > 0:
@@ -50,7 +60,7 @@ def settle(state: BatchState) -> BatchState:
         status = S.WRITTEN_OFF
     else:
         status = S.REJECTED
-    return replace(state, status=status)
+    return status
 
 
 # --- births --------------------------------------------------------------------------------------------------
@@ -112,7 +122,7 @@ _BIRTHS: dict[type[ev.Payload], Callable[[str, Any], BatchState]] = {
 
 
 def _amended(state: BatchState, p: ev.PledgeLineAmended) -> BatchState:
-    return replace(
+    return evolve(
         state,
         quantity_pledged=p.quantity or state.quantity_pledged,
         warehouse_id=p.warehouse_id or state.warehouse_id,
@@ -121,7 +131,7 @@ def _amended(state: BatchState, p: ev.PledgeLineAmended) -> BatchState:
 
 
 def _cancelled(state: BatchState, p: ev.PledgeLineCancelled) -> BatchState:
-    return replace(state, status=S.CANCELLED)
+    return evolve(state, status=S.CANCELLED)
 
 
 # --- intake and inspection -----------------------------------------------------------------------------------
@@ -138,7 +148,7 @@ def _received(state: BatchState, p: ev.BatchReceived) -> BatchState:
         raise violation(state, f"a shortfall of {p.shortfall} needs a shortfall_reason")
     if p.quantity_received == 0:
         raise violation(state, "nothing was received; the donor cancels an undelivered pledge line instead")
-    return replace(
+    return evolve(
         state,
         status=S.RECEIVED,
         quantity_received=p.quantity_received,
@@ -157,10 +167,10 @@ def _inspected(state: BatchState, p: ev.BatchInspected) -> BatchState:
             f"accepted {p.accepted} + rejected {p.rejected} + quarantined {p.quarantined} = {total}, "
             f"but {state.quantity_received} were received; the three must add up to what was received",
         )
-    inspected = replace(
+    inspected = evolve(
         state, accepted=p.accepted, rejected=p.rejected, quarantined=p.quarantined, on_hand=p.accepted, inspected=True
     )
-    return settle(inspected)
+    return _settled(inspected)
 
 
 def _quarantine_resolved(state: BatchState, p: ev.QuarantineResolved) -> BatchState:
@@ -170,8 +180,8 @@ def _quarantine_resolved(state: BatchState, p: ev.QuarantineResolved) -> BatchSt
             state,
             f"released {p.released} + rejected {p.rejected} must be between 1 and the {state.quarantined} quarantined",
         )
-    return settle(
-        replace(
+    return _settled(
+        evolve(
             state,
             accepted=state.accepted + p.released,
             on_hand=state.on_hand + p.released,
@@ -194,7 +204,7 @@ def _redesignated(state: BatchState, p: ev.BatchRedesignated) -> BatchState:
             "name the current designation",
         )
     record = (p.from_recipient_id, p.to_recipient_id, p.approved_by)
-    return replace(state, designated_recipient_id=p.to_recipient_id, redesignations=(*state.redesignations, record))
+    return evolve(state, designated_recipient_id=p.to_recipient_id, redesignations=(*state.redesignations, record))
 
 
 def _allocated(state: BatchState, p: ev.BatchAllocated) -> BatchState:
@@ -209,7 +219,7 @@ def _allocated(state: BatchState, p: ev.BatchAllocated) -> BatchState:
     if state.allocation(p.allocation_id):
         raise violation(state, f"allocation {p.allocation_id} already exists on this batch")
     allocation = Allocation(p.allocation_id, p.need_id, p.recipient_id, p.quantity)
-    return settle(replace(state, allocations=(*state.allocations, allocation)))
+    return _settled(evolve(state, allocations=(*state.allocations, allocation)))
 
 
 def _require_allocation(state: BatchState, allocation_id: str, quantity: int) -> Allocation:
@@ -227,8 +237,8 @@ def _split(state: BatchState, p: ev.BatchSplit) -> BatchState:
     if p.quantity >= state.on_hand:
         raise violation(state, f"a split must leave a remainder; picking all {state.on_hand} picks the whole batch")
     remaining = tuple(a for a in state.allocations if a is not allocation)
-    return settle(
-        replace(
+    return _settled(
+        evolve(
             state,
             on_hand=state.on_hand - p.quantity,
             split_out=state.split_out + p.quantity,
@@ -244,7 +254,7 @@ def _picked(state: BatchState, p: ev.BatchPicked) -> BatchState:
         raise violation(
             state, f"picking {p.quantity} of {state.on_hand} on hand is partial; it splits off a child batch first"
         )
-    return replace(state, status=S.PICKED, allocations=(), picked_allocation=allocation)
+    return evolve(state, status=S.PICKED, allocations=(), picked_allocation=allocation)
 
 
 def _written_off(state: BatchState, p: ev.BatchWrittenOff) -> BatchState:
@@ -253,11 +263,11 @@ def _written_off(state: BatchState, p: ev.BatchWrittenOff) -> BatchState:
     if state.status is S.PICKED:
         if p.quantity != state.on_hand:
             raise violation(state, f"a picked batch is written off whole ({state.on_hand}), not {p.quantity}")
-        return replace(state, status=S.WRITTEN_OFF, on_hand=0, written_off_stock=state.written_off_stock + p.quantity)
+        return evolve(state, status=S.WRITTEN_OFF, on_hand=0, written_off_stock=state.written_off_stock + p.quantity)
     if p.quantity > state.free:
         raise violation(state, f"only {state.free} free to write off; release allocations first")
-    return settle(
-        replace(state, on_hand=state.on_hand - p.quantity, written_off_stock=state.written_off_stock + p.quantity)
+    return _settled(
+        evolve(state, on_hand=state.on_hand - p.quantity, written_off_stock=state.written_off_stock + p.quantity)
     )
 
 
@@ -267,7 +277,7 @@ def _written_off_in_transit(state: BatchState, p: ev.BatchWrittenOff) -> BatchSt
     if p.quantity > state.in_transit:
         raise violation(state, f"only {state.in_transit} are in transit; cannot write off {p.quantity}")
     in_transit = state.in_transit - p.quantity
-    return replace(
+    return evolve(
         state,
         in_transit=in_transit,
         written_off_transit=state.written_off_transit + p.quantity,

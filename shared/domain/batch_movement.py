@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from shared.domain.batch_state import BatchState, BatchStatus
+from shared.domain.batch_state import BatchState, BatchStatus, evolve
 from shared.domain.transitions import violation
 from shared.events import batch_events as ev
 
@@ -14,7 +12,7 @@ S = BatchStatus
 def dispatched(state: BatchState, p: ev.BatchDispatched) -> BatchState:
     if p.quantity != state.on_hand:
         raise violation(state, f"a picked batch ships whole: {state.on_hand}, not {p.quantity}")
-    return replace(
+    return evolve(
         state,
         status=S.IN_TRANSIT,
         on_hand=0,
@@ -34,19 +32,19 @@ def _require_shipment(state: BatchState, shipment_id: str) -> None:
 
 def arrived(state: BatchState, p: ev.BatchArrivedAtHub) -> BatchState:
     _require_shipment(state, p.shipment_id)
-    return replace(state, status=S.AT_HUB, location_site_id=p.hub_site_id, destination_site_id=None)
+    return evolve(state, status=S.AT_HUB, location_site_id=p.hub_site_id, destination_site_id=None)
 
 
 def handed_over(state: BatchState, p: ev.BatchHandedOver) -> BatchState:
     _require_shipment(state, p.shipment_id)
     if p.from_carrier != state.carrier:
         raise violation(state, f"it is held by carrier {state.carrier}, not {p.from_carrier}")
-    return replace(state, carrier=p.to_carrier)
+    return evolve(state, carrier=p.to_carrier)
 
 
 def departed(state: BatchState, p: ev.BatchDepartedHub) -> BatchState:
     _require_shipment(state, p.shipment_id)
-    return replace(
+    return evolve(
         state, status=S.IN_TRANSIT, location_site_id=None, destination_site_id=p.to_site_id, carrier=p.carrier
     )
 
@@ -60,7 +58,7 @@ def delivered(state: BatchState, p: ev.BatchDelivered) -> BatchState:
     expected = state.allocated_recipient_id
     if expected and p.recipient_id != expected:
         raise violation(state, f"it is allocated to {expected}; it cannot be delivered to {p.recipient_id}")
-    return replace(
+    return evolve(
         state,
         status=S.DELIVERED,
         in_transit=0,
@@ -86,6 +84,6 @@ def receipt_confirmed(state: BatchState, p: ev.ReceiptConfirmed) -> BatchState:
             f"{state.delivered} were delivered but {p.quantity_received} received in good order; "
             "give a discrepancy_reason",
         )
-    return replace(
+    return evolve(
         state, status=S.CONFIRMED, confirmed_received=p.quantity_received, confirmed_damaged=p.quantity_damaged
     )
