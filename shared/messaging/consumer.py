@@ -30,6 +30,7 @@ from shared.events.envelope import Envelope, EnvelopeError, from_record
 from shared.events.registry import InvalidPayload, UnknownEventType, parse_envelope
 from shared.messaging.dead_letter import FailedRecord, park, parked_streams
 from shared.messaging.kafka_config import connection_options
+from shared.messaging.own_events import mark_own_stored, own_event_id, own_source
 from shared.messaging.positions import load_positions, save_position
 from shared.settings import Settings
 from shared.store.database import Database
@@ -84,6 +85,7 @@ class ProjectionConsumer:
         self.name = name
         self.topics = topics
         self.handler = handler
+        self.own_source = own_source(handler)
         self.database = database
         self.settings = settings
         self.stats = ConsumerStats()
@@ -150,7 +152,7 @@ class ProjectionConsumer:
                     if self.lock_writes is not None:
                         await self.lock_writes(conn)
                     fresh = await self._not_yet_applied(conn, tp, records)
-                    for record in fresh:
+                    for record in await self._skip_own_stored(conn, fresh):
                         await self._apply_record(conn, record)
                     if fresh:
                         await save_position(conn, self.name, tp.topic, tp.partition, records[-1].offset + 1)
@@ -175,6 +177,23 @@ class ProjectionConsumer:
             return records
         self._parked = await parked_streams(conn, self.name)
         return [record for record in records if record.offset >= stored]
+
+    async def _skip_own_stored(self, conn: AsyncConnection, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
+        """Record this service's own events, already in its store, as processed in one statement (see
+        own_events.py); returns the records left for the ordinary path. A parked stream's records stay on it, so
+        that they are parked behind the event that blocks the stream, as before."""
+        if self.own_source is None:
+            return records
+        source = self.own_source.encode()
+        candidates: dict[str, ConsumerRecord] = {}
+        for record in records:
+            event_id = own_event_id(record, source)
+            if event_id is not None and _stream_id(record) not in self._parked:
+                candidates[event_id] = record
+        marked = await mark_own_stored(conn, self.name, self.own_source, list(candidates))
+        self.stats.applied += len(marked)
+        done = {id(candidates[event_id]) for event_id in marked}
+        return [record for record in records if id(record) not in done]
 
     def unpark(self, stream_id: str) -> None:
         """The dead-letter tool replayed or discarded the stream's parked events: let its next events through."""
@@ -270,8 +289,11 @@ def _failed_record(consumer: str, record: ConsumerRecord) -> FailedRecord:
     """Never fails, whatever was produced: parking is the one thing a poison record must not break."""
     headers = [(name, value or b"") for name, value in record.headers or ()]
     event_id = next((v.decode(errors="replace")[:EVENT_ID_LENGTH] for n, v in headers if n == "ce_id"), None)
-    key = record.key.decode(errors="replace") if record.key else f"unkeyed:{record.partition}"
-    stream_id = key[:STREAM_ID_LENGTH]
     return FailedRecord(
-        consumer, stream_id, record.topic, record.partition, record.offset, event_id, headers, record.value
+        consumer, _stream_id(record), record.topic, record.partition, record.offset, event_id, headers, record.value
     )
+
+
+def _stream_id(record: ConsumerRecord) -> str:
+    key = record.key.decode(errors="replace") if record.key else f"unkeyed:{record.partition}"
+    return key[:STREAM_ID_LENGTH]

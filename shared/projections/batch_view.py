@@ -20,6 +20,7 @@ from shared.domain.batch_state import BatchState
 from shared.events.batch_events import Payload
 from shared.events.envelope import Envelope, format_time
 from shared.messaging.consumer import Handler
+from shared.messaging.own_events import SkipsOwnStoredEvents
 from shared.store.event_store import EventStore, StoredEvent
 from shared.store.schema import metadata
 
@@ -138,7 +139,8 @@ async def refresh_batch(conn: AsyncConnection, store: EventStore, batch_id: str,
 def replicate_batches(store: EventStore) -> Handler:
     """Handler for the batch topic: keep the event in the local stream and refresh the batch view.
 
-    The service's own events come back from Kafka too; their view was refreshed when they were committed.
+    The service's own events come back from Kafka too; their view was refreshed when they were committed. The
+    consumer is told so (SkipsOwnStoredEvents), and records those it finds in the store without calling this.
     """
 
     async def handle(conn: AsyncConnection, envelope: Envelope, payload: Payload) -> None:
@@ -148,7 +150,7 @@ def replicate_batches(store: EventStore) -> Handler:
         if await store.replicate(conn, envelope):
             await refresh_batch(conn, store, envelope.subject, format_time(envelope.time))
 
-    return handle
+    return SkipsOwnStoredEvents(handle, store.source)
 
 
 async def read_state(conn: AsyncConnection, batch_id: str) -> dict[str, Any] | None:

@@ -13,14 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.events import batch_events as ev
 from shared.events.envelope import Envelope, encode_data, from_record, to_headers
-from shared.messaging.consumer import Handler, ProjectionConsumer
+from shared.messaging.consumer import ConsumerStats, Handler, ProjectionConsumer
+from shared.messaging.own_events import SkipsOwnStoredEvents
 from shared.messaging.relay import OutboxRelay, make_producer
 from shared.messaging.topics import ensure_topics
 from shared.settings import Settings
 from shared.store.database import Database
 from shared.store.event_store import EventStore, StreamAppend, TopicNames
 from shared.store.migrations import upgrade
-from shared.store.schema import consumer_positions, outbox, parked_events
+from shared.store.schema import consumer_positions, outbox, parked_events, processed_events
 from tests.harness import wait_until
 from tests.store.test_event_store_contract import envelope
 from tests.unit import lifecycle_builders as b
@@ -130,3 +131,62 @@ async def _parked_count(database: Database, expected: int) -> bool:
     async with database.read() as conn:
         found = (await conn.execute(sa.select(sa.func.count()).select_from(parked_events))).scalar()
     return found == expected
+
+
+async def test_own_stored_events_are_recorded_without_the_handler_and_a_restart_reapplies_nothing(
+    settings: Settings, database: Database
+) -> None:
+    """The relay's own events come back: recorded as processed, the position moves past them, the handler is
+    not called. An own-source event the store does not hold, and a second delivery, take the ordinary path."""
+    store = EventStore("pledge", TopicNames(settings.batch_topic, settings.reference_topic))
+    own = [envelope("b1", b.pledged()), envelope("b1", b.received()), envelope("b2", b.pledged())]
+    for stream_id, version, event in (("b1", 0, own[0]), ("b1", 1, own[1]), ("b2", 0, own[2])):
+        async with database.transaction() as conn:
+            await store.append(conn, [StreamAppend(stream_id, version, [event])])
+    not_stored = envelope("b3", b.pledged())
+    applied: list[str] = []
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        assert await OutboxRelay(database, producer).publish_pending() == 3
+        async with database.read() as conn:
+            first_copy = (await conn.execute(sa.select(outbox).where(outbox.c.event_id == own[0].id))).one()
+        await produce(producer, settings.batch_topic, "b3", to_headers(not_stored), encode_data(not_stored))
+        await produce(producer, settings.batch_topic, "b1", to_headers(own[0]), first_copy.value)  # published twice
+        stats = await _consume_until(settings, database, store, applied, records=5)
+        assert (stats.applied, stats.duplicates) == (4, 1)
+        assert applied == [not_stored.id], "the handler saw only the event the store did not hold"
+        assert await _processed_ids(database) == {e.id for e in [*own, not_stored]}
+
+        later = envelope("b4", b.pledged())
+        await produce(producer, settings.batch_topic, "b4", to_headers(later), encode_data(later))
+        restarted = await _consume_until(settings, database, store, applied, records=6)
+        assert (restarted.applied, restarted.duplicates) == (1, 0), "the restart resumed at the stored position"
+        assert applied == [not_stored.id, later.id]
+    finally:
+        await producer.stop()
+
+
+async def _consume_until(
+    settings: Settings, database: Database, store: EventStore, applied: list[str], *, records: int
+) -> ConsumerStats:
+    handler = SkipsOwnStoredEvents(recording_handler(applied), store.source)
+    consumer = ProjectionConsumer("test.own", [settings.batch_topic], handler, database, settings)
+    await consumer.start()
+    try:
+        await wait_until(lambda: _positions_total(database, records), what=f"positions past {records} records")
+    finally:
+        await consumer.stop()
+    return consumer.stats
+
+
+async def _positions_total(database: Database, expected: int) -> bool:
+    async with database.read() as conn:
+        total = (await conn.execute(sa.select(sa.func.sum(consumer_positions.c.next_offset)))).scalar()
+    return bool(total == expected)
+
+
+async def _processed_ids(database: Database) -> set[str]:
+    async with database.read() as conn:
+        query = sa.select(processed_events.c.event_id).where(processed_events.c.consumer == "test.own")
+        return {row.event_id for row in await conn.execute(query)}
