@@ -17,7 +17,13 @@ class Settings(BaseSettings):
 
     service: str = Field(default="pledge", description="Which service this process runs.")
     home: Path = Field(default=REPO_ROOT / ".aidtrail", description="Runtime directory: databases, broker data.")
-    database_url: str | None = Field(default=None, description="SQLAlchemy async URL; SQLite file by default.")
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy async URL; SQLite file by default. PostgreSQL on a loopback host is reached without TLS "
+            "unless the URL names ssl= or sslmode= (or PGSSLMODE is set); other hosts keep asyncpg's default."
+        ),
+    )
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None

@@ -6,11 +6,17 @@ never wait for writers (WAL mode). Within one process, writers also queue on an 
 connection: SQLite's busy handler sleeps in steps of 1 to 100 ms while the lock is held, so a writer that lost the
 race would idle long after the lock was free, and each sleeping writer holds a pooled connection and a thread.
 The busy timeout still arbitrates between processes sharing the file.
+
+PostgreSQL on a loopback address (127.0.0.1, ::1, localhost) is reached without TLS unless the URL asks for it
+(`?ssl=...` or `?sslmode=...`) or PGSSLMODE is set: asyncpg's default, "prefer", negotiates TLS whenever the
+server offers it, which costs a handshake per new connection and encryption on every round trip for traffic that
+never leaves the host. Any other host keeps asyncpg's default.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,9 +24,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+TLS_PARAMETERS = frozenset({"ssl", "sslmode"})
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -51,7 +60,22 @@ def _make_engine(url: str, *, immediate: bool) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine, immediate=immediate)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, pool_timeout=5)
+    return create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        pool_timeout=5,
+        connect_args=postgres_connect_args(url),
+    )
+
+
+def postgres_connect_args(url: str) -> dict[str, Any]:
+    """No TLS to a loopback server unless the URL or PGSSLMODE asks for it (see the module's docstring)."""
+    parsed = make_url(url)
+    if parsed.host not in LOOPBACK_HOSTS or TLS_PARAMETERS & parsed.query.keys() or os.environ.get("PGSSLMODE"):
+        return {}
+    return {"ssl": "disable"}
 
 
 class _WriterQueue:
