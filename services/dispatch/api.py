@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,20 +23,20 @@ from services.dispatch.schemas import (
 from shared.domain.batch_state import BatchState
 from shared.domain.errors import Conflict, NotFound
 from shared.events.batch_events import WriteOffReason
-from shared.events.envelope import Envelope, format_time, new_event_id, utc_now
+from shared.events.envelope import Envelope
 from shared.events.reference_events import ShipmentPlanned
 from shared.projections.batch_view import fold_stored
 from shared.store.event_store import StreamAppend
 from shared.web.auth import Principal, Role, current_principal, ensure_site_access, forbidden, require_roles
-from shared.web.commands import Outcome, execute, fingerprint
+from shared.web.commands import Outcome
 from shared.web.pagination import Page, PageParams, page_params
+from shared.web.route_helpers import IDEMPOTENCY, now, run_command, short_id
 from shared.web.runtime import ServiceRuntime, get_runtime
 
 router = APIRouter(tags=["dispatch"])
 WRITERS = require_roles(Role.dispatcher, Role.admin)
 # A work queue that names every donor's batches: donors read their own at the pledge service instead.
 STAFF_READERS = require_roles(Role.operator, Role.dispatcher, Role.recipient_staff, Role.auditor)
-IDEMPOTENCY = Header(None, alias="Idempotency-Key", description="Repeat a request safely with the same key.")
 
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorOut, "description": "The caller's role or sites do not allow this."},
@@ -44,14 +44,6 @@ WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorOut, "description": "Out of order, or a batch already on an open shipment."},
     422: {"model": ErrorOut, "description": "The request breaks a rule; the message says which and how to fix it."},
 }
-
-
-def short_id(prefix: str) -> str:
-    return f"{prefix}-{new_event_id()[-12:]}"
-
-
-def now() -> str:
-    return format_time(utc_now())
 
 
 # --- reads -------------------------------------------------------------------------------------------------
@@ -139,13 +131,7 @@ async def plan_shipment(
         detail = await views.shipment_detail(conn, shipment_id)
         return Outcome(body=detail, status_code=201, appends=[StreamAppend(shipment_id, 0, [event])])
 
-    return await execute(
-        runtime,
-        decide,
-        principal=principal.actor,
-        idempotency_key=idempotency_key,
-        request_fingerprint=fingerprint(body.model_dump(mode="json")),
-    )
+    return await run_command(runtime, principal, idempotency_key, body.model_dump(mode="json"), decide)
 
 
 async def _require_new_shipment_id(runtime: ServiceRuntime, conn: AsyncConnection, shipment_id: str) -> None:
@@ -296,12 +282,8 @@ async def _move(
         await repository.save_progress(conn, record.progress, moved.progress, now())
         return Outcome(body=_movement_out(moved.progress, command.action, events), appends=appends)
 
-    return await execute(
-        runtime,
-        decide,
-        principal=principal.actor,
-        idempotency_key=idempotency_key,
-        request_fingerprint=fingerprint({"shipment_id": shipment_id, "action": command.action, **request}),
+    return await run_command(
+        runtime, principal, idempotency_key, {"shipment_id": shipment_id, "action": command.action, **request}, decide
     )
 
 

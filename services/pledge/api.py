@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,22 +23,18 @@ from services.pledge.schemas import (
 from services.pledge.tables import donors, pledges
 from shared.domain.errors import Conflict, NotFound, RuleViolation
 from shared.events import reference_events as ref
-from shared.events.envelope import format_time, new_event_id, utc_now
+from shared.events.envelope import format_time, utc_now
 from shared.projections.batch_view import batch_view
 from shared.store.event_store import StreamAppend
 from shared.web.auth import Principal, Role, ensure_donor_access, own_donor_filter, require_roles
-from shared.web.commands import Outcome, execute, fingerprint, load_batch
+from shared.web.commands import Outcome, load_batch
 from shared.web.pagination import Page, PageParams, page_params
+from shared.web.route_helpers import IDEMPOTENCY, count_rows, run_command, short_id
 from shared.web.runtime import ServiceRuntime, get_runtime
 
 router = APIRouter(tags=["pledges"])
 WRITERS = require_roles(Role.donor, Role.admin)
 READERS = require_roles(Role.donor, Role.admin, Role.auditor, Role.operator)
-IDEMPOTENCY = Header(None, alias="Idempotency-Key", description="Repeat a request safely with the same key.")
-
-
-def short_id(prefix: str) -> str:
-    return f"{prefix}-{new_event_id()[-12:]}"
 
 
 @router.post("/donors", status_code=201, response_model=DonorOut, summary="Register a donor.")
@@ -67,13 +63,7 @@ async def register_donor(
         event = runtime.new_event(payload, donor_id, principal.actor)
         return Outcome(body=row, status_code=201, appends=[StreamAppend(donor_id, 0, [event])])
 
-    return await execute(
-        runtime,
-        decide,
-        principal=principal.actor,
-        idempotency_key=idempotency_key,
-        request_fingerprint=fingerprint(body.model_dump(mode="json")),
-    )
+    return await run_command(runtime, principal, idempotency_key, body.model_dump(mode="json"), decide)
 
 
 @router.get("/donors", response_model=Page[DonorOut], summary="Registered donors, paged.")
@@ -85,7 +75,7 @@ async def list_donors(
     own = own_donor_filter(principal, None)  # a donor sees only their own record
     where = donors.c.donor_id == own if own else sa.true()
     async with runtime.database.read() as conn:
-        total = int((await conn.execute(sa.select(sa.func.count()).select_from(donors).where(where))).scalar() or 0)
+        total = await count_rows(conn, donors, where)
         query = sa.select(donors).where(where).order_by(donors.c.donor_id).limit(page.limit).offset(page.offset)
         rows = (await conn.execute(query)).mappings().all()
     return Page.of([DonorOut(**row) for row in rows], total, page)
@@ -135,13 +125,7 @@ async def register_pledge(
         created = PledgeCreated(pledge_id=pledge_id, batch_ids=[a.stream_id for a in appends[1:]])
         return Outcome(body=created, status_code=201, appends=appends)
 
-    return await execute(
-        runtime,
-        decide,
-        principal=principal.actor,
-        idempotency_key=idempotency_key,
-        request_fingerprint=fingerprint(body.model_dump(mode="json")),
-    )
+    return await run_command(runtime, principal, idempotency_key, body.model_dump(mode="json"), decide)
 
 
 async def _require_donor(conn: AsyncConnection, donor_id: str) -> None:
@@ -205,7 +189,7 @@ async def list_pledges(
     donor_id = own_donor_filter(principal, donor_id)
     where = pledges.c.donor_id == donor_id if donor_id else sa.true()
     async with runtime.database.read() as conn:
-        total = int((await conn.execute(sa.select(sa.func.count()).select_from(pledges).where(where))).scalar() or 0)
+        total = await count_rows(conn, pledges, where)
         query = sa.select(pledges.c.pledge_id).where(where).order_by(pledges.c.pledge_id)
         ids = [row.pledge_id for row in await conn.execute(query.limit(page.limit).offset(page.offset))]
         items = [await _load_pledge(conn, pledge_id) for pledge_id in ids]
@@ -234,12 +218,8 @@ async def amend_pledge_line(
             body={"batch_id": batch_id, "event_id": event.id}, appends=[StreamAppend(batch_id, version, [event])]
         )
 
-    return await execute(
-        runtime,
-        decide,
-        principal=principal.actor,
-        idempotency_key=idempotency_key,
-        request_fingerprint=fingerprint({"path": batch_id, **body.model_dump(mode="json")}),
+    return await run_command(
+        runtime, principal, idempotency_key, {"path": batch_id, **body.model_dump(mode="json")}, decide
     )
 
 
@@ -261,12 +241,8 @@ async def cancel_pledge(
             appends.append(StreamAppend(line.batch_id, version, [event]))
         return Outcome(body={"pledge_id": pledge_id, "cancelled": [a.stream_id for a in appends]}, appends=appends)
 
-    return await execute(
-        runtime,
-        decide,
-        principal=principal.actor,
-        idempotency_key=idempotency_key,
-        request_fingerprint=fingerprint({"path": pledge_id, **body.model_dump(mode="json")}),
+    return await run_command(
+        runtime, principal, idempotency_key, {"path": pledge_id, **body.model_dump(mode="json")}, decide
     )
 
 
@@ -284,7 +260,7 @@ async def donor_batches(
     ensure_donor_access(principal, donor_id)
     where = batch_view.c.donor_id == donor_id
     async with runtime.database.read() as conn:
-        total = int((await conn.execute(sa.select(sa.func.count()).select_from(batch_view).where(where))).scalar() or 0)
+        total = await count_rows(conn, batch_view, where)
         query = sa.select(batch_view).where(where).order_by(batch_view.c.batch_id).limit(page.limit).offset(page.offset)
         rows = (await conn.execute(query)).mappings().all()
     return Page.of([_donor_batch(row) for row in rows], total, page)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,7 +32,7 @@ from services.recipient.tables import needs, recipients
 from shared.domain.batch_state import BatchState
 from shared.events import batch_events as ev
 from shared.events import reference_events as ref
-from shared.events.envelope import Envelope, format_time, new_event_id, utc_now
+from shared.events.envelope import Envelope, format_time, utc_now
 from shared.store.event_store import StreamAppend
 from shared.web.auth import (
     Principal,
@@ -42,20 +42,16 @@ from shared.web.auth import (
     forbidden,
     require_roles,
 )
-from shared.web.commands import Outcome, execute, fingerprint, load_batch
+from shared.web.commands import Outcome, load_batch
 from shared.web.pagination import Page, PageParams, page_params
+from shared.web.route_helpers import IDEMPOTENCY, count_rows, run_command, short_id
 from shared.web.runtime import ServiceRuntime, get_runtime
 
 router = APIRouter(tags=["recipients"])
 ADMINS = require_roles(Role.admin)
 RECIPIENT_WRITERS = require_roles(Role.recipient_staff, Role.admin)
 STAFF_READERS = require_roles(Role.operator, Role.dispatcher, Role.recipient_staff, Role.auditor)
-IDEMPOTENCY = Header(None, alias="Idempotency-Key", description="Repeat a request safely with the same key.")
 COUNTRY_FILTER = Query(None, pattern=r"^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2 code, e.g. IT.")
-
-
-def short_id(prefix: str) -> str:
-    return f"{prefix}-{new_event_id()[-12:]}"
 
 
 # --- recipients ------------------------------------------------------------------------------------------
@@ -92,13 +88,7 @@ async def register_recipient(
         appends = [StreamAppend(recipient_id, 0, [recipient_event]), StreamAppend(body.site_id, 0, [site_event])]
         return Outcome(body=created, status_code=201, appends=appends)
 
-    return await execute(
-        runtime,
-        decide,
-        principal=principal.actor,
-        idempotency_key=idempotency_key,
-        request_fingerprint=fingerprint(body.model_dump(mode="json")),
-    )
+    return await run_command(runtime, principal, idempotency_key, body.model_dump(mode="json"), decide)
 
 
 @router.get("/recipients", response_model=Page[RecipientOut], summary="Registered recipients, filtered and paged.")
@@ -113,7 +103,7 @@ async def list_recipients(
     where = repository.recipient_filters(kind, frontline, country)
     query = sa.select(recipients).where(where).order_by(recipients.c.recipient_id)
     async with runtime.database.read() as conn:
-        total = int((await conn.execute(sa.select(sa.func.count()).select_from(recipients).where(where))).scalar() or 0)
+        total = await count_rows(conn, recipients, where)
         rows = (await conn.execute(query.limit(page.limit).offset(page.offset))).mappings().all()
     return Page.of([RecipientOut(**row) for row in rows], total, page)
 
@@ -182,13 +172,7 @@ async def register_need(
         event = runtime.new_event(registered, need_id, principal.actor)
         return Outcome(body=created, status_code=201, appends=[StreamAppend(need_id, 0, [event])])
 
-    return await execute(
-        runtime,
-        decide,
-        principal=principal.actor,
-        idempotency_key=idempotency_key,
-        request_fingerprint=fingerprint(body.model_dump(mode="json")),
-    )
+    return await run_command(runtime, principal, idempotency_key, body.model_dump(mode="json"), decide)
 
 
 @router.get(
@@ -208,7 +192,7 @@ async def list_needs(
     where = repository.need_filters(recipient_id, item, status, priority)
     query = sa.select(needs).where(where).order_by(*repository.needs_in_priority_order())
     async with runtime.database.read() as conn:
-        total = int((await conn.execute(sa.select(sa.func.count()).select_from(needs).where(where))).scalar() or 0)
+        total = await count_rows(conn, needs, where)
         rows = (await conn.execute(query.limit(page.limit).offset(page.offset))).mappings().all()
     return Page.of([repository.need_out(row) for row in rows], total, page)
 
@@ -257,12 +241,8 @@ async def confirm_receipt(
         )
         return Outcome(body=answer, appends=[StreamAppend(batch_id, version, [receipt]), *counting.appends])
 
-    return await execute(
-        runtime,
-        decide,
-        principal=principal.actor,
-        idempotency_key=idempotency_key,
-        request_fingerprint=fingerprint({"path": batch_id, **body.model_dump(mode="json")}),
+    return await run_command(
+        runtime, principal, idempotency_key, {"path": batch_id, **body.model_dump(mode="json")}, decide
     )
 
 

@@ -19,7 +19,6 @@ from services.warehouse.api_common import (
     append_decisions,
     load_for_command,
     new_id,
-    run_command,
 )
 from services.warehouse.queries import batch_ids_at, load_states, need_for_allocation, need_out, needs_query, open_needs
 from services.warehouse.schemas import (
@@ -40,6 +39,7 @@ from shared.domain.errors import NotFound
 from shared.web.auth import SITE_SCOPED_ROLES, Principal, ensure_site_access
 from shared.web.commands import Outcome
 from shared.web.pagination import Page, PageParams, page_params
+from shared.web.route_helpers import run_command
 from shared.web.runtime import ServiceRuntime, get_runtime
 
 router = APIRouter(tags=["allocation and picking"])

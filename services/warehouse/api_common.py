@@ -6,7 +6,7 @@ so every command is one transaction with optimistic concurrency and an idempoten
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import Header
@@ -19,11 +19,12 @@ from services.warehouse.schemas import BatchCommandResult
 from shared.domain.batch_fold import allowed_events
 from shared.domain.batch_state import BatchState
 from shared.domain.errors import NotFound
-from shared.events.envelope import Envelope, format_time, new_event_id, utc_now
+from shared.events.envelope import Envelope, new_event_id
 from shared.projections.batch_view import state_to_json
 from shared.store.event_store import StreamAppend
 from shared.web.auth import Principal, Role, current_principal, ensure_site_access, require_roles
-from shared.web.commands import Outcome, execute, fingerprint, load_batch
+from shared.web.commands import Outcome, load_batch
+from shared.web.route_helpers import now, run_command
 from shared.web.runtime import ServiceRuntime
 
 OPERATORS = require_roles(Role.operator)  # admin passes every role check
@@ -54,10 +55,6 @@ def new_id(prefix: str) -> str:
     """Millisecond time first (UUIDv7), then randomness: ids sort by creation and stay short enough to read."""
     digits = new_event_id().replace("-", "")
     return f"{prefix}-{digits[:12]}{digits[-6:]}"
-
-
-def now() -> str:
-    return format_time(utc_now())
 
 
 def envelopes(runtime: ServiceRuntime, decision: Decision, actor: str, causation_id: str | None) -> list[Envelope]:
@@ -94,22 +91,6 @@ async def append_decisions(
         results.append(result_of(decision, events))
         await sync_allocations(conn, decision.state, now())
     return appends, results
-
-
-async def run_command(
-    runtime: ServiceRuntime,
-    principal: Principal,
-    idempotency_key: str | None,
-    request: dict[str, Any],
-    decide: Callable[[AsyncConnection], Awaitable[Outcome]],
-) -> JSONResponse:
-    return await execute(
-        runtime,
-        decide,
-        principal=principal.actor,
-        idempotency_key=idempotency_key,
-        request_fingerprint=fingerprint(request),
-    )
 
 
 async def load_for_command(

@@ -10,16 +10,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.warehouse.tables import allocations, needs, recipients, sites
+from services.warehouse.tables import allocations, directory, needs
 from shared.domain.batch_state import BatchState, BatchStatus
 from shared.events import reference_events as ref
 from shared.events.batch_events import Payload
 from shared.events.envelope import Envelope, format_time
 from shared.messaging.consumer import Handler
 from shared.projections.batch_view import refresh_batch
+from shared.projections.directory import upsert
 from shared.store.event_store import EventStore
 
 NEED_OPEN = "open"
@@ -34,14 +34,6 @@ _PICKED_STATUS = {
     BatchStatus.CONFIRMED: "confirmed",
     BatchStatus.WRITTEN_OFF: "written_off",
 }
-
-
-async def upsert(conn: AsyncConnection, table: sa.Table, key: str, row: dict[str, Any]) -> None:
-    """Update-then-insert: portable across SQLite and PostgreSQL, and safe inside the consumer's transaction."""
-    column = table.c[key]
-    updated = await conn.execute(table.update().where(column == row[key]).values(**row))
-    if updated.rowcount == 0:
-        await conn.execute(table.insert().values(**row))
 
 
 # --- allocations, from batch states --------------------------------------------------------------------------
@@ -100,39 +92,9 @@ def warehouse_batches(store: EventStore) -> Handler:
 # --- sites, recipients, needs, from the reference topic ------------------------------------------------------
 
 
-def site_row(site: ref.SiteRegistered, registered_at: str) -> dict[str, Any]:
-    return {
-        "site_id": site.site_id,
-        "name": site.name,
-        "kind": site.kind.value,
-        "city": site.city,
-        "country": site.country,
-        "recipient_id": site.recipient_id,
-        "registered_at": registered_at,
-    }
-
-
 def as_utc(moment: datetime) -> datetime:
     """Deadlines without a zone are read as UTC, so that every stored deadline sorts on one clock."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-async def _on_site(conn: AsyncConnection, site: ref.SiteRegistered, envelope: Envelope) -> None:
-    await upsert(conn, sites, "site_id", site_row(site, format_time(envelope.time)))
-
-
-async def _on_recipient(conn: AsyncConnection, recipient: ref.RecipientRegistered, envelope: Envelope) -> None:
-    row = {
-        "recipient_id": recipient.recipient_id,
-        "name": recipient.name,
-        "kind": recipient.kind.value,
-        "frontline": recipient.frontline,
-        "site_id": recipient.site_id,
-        "city": recipient.city,
-        "country": recipient.country,
-        "registered_at": format_time(envelope.time),
-    }
-    await upsert(conn, recipients, "recipient_id", row)
 
 
 async def _on_need(conn: AsyncConnection, need: ref.NeedRegistered, envelope: Envelope) -> None:
@@ -172,11 +134,9 @@ def reference_handler() -> Handler:
     """Reference events the warehouse does not need (donors, pledges, shipments) are consumed and ignored."""
 
     async def handle(conn: AsyncConnection, envelope: Envelope, payload: Payload) -> None:
-        if isinstance(payload, ref.SiteRegistered):
-            await _on_site(conn, payload, envelope)
-        elif isinstance(payload, ref.RecipientRegistered):
-            await _on_recipient(conn, payload, envelope)
-        elif isinstance(payload, ref.NeedRegistered):
+        if await directory.apply(conn, envelope, payload):
+            return
+        if isinstance(payload, ref.NeedRegistered):
             await _on_need(conn, payload, envelope)
         elif isinstance(payload, ref.NeedFulfilled):
             await _on_need_fulfilled(conn, payload, envelope)

@@ -11,10 +11,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.warehouse import stock
-from services.warehouse.api_common import ADMINS, IDEMPOTENCY, READERS, STAFF_READERS, new_id, run_command
-from services.warehouse.projections import site_row
+from services.warehouse.api_common import ADMINS, IDEMPOTENCY, READERS, STAFF_READERS, new_id
 from services.warehouse.schemas import ExpectedBatch, SiteIn, SiteOut, StockRow
-from services.warehouse.tables import sites
+from services.warehouse.tables import directory, sites
 from shared.domain.batch_state import BatchStatus
 from shared.domain.errors import Conflict, NotFound
 from shared.events import reference_events as ref
@@ -24,6 +23,7 @@ from shared.store.event_store import StreamAppend
 from shared.web.auth import Principal
 from shared.web.commands import Outcome
 from shared.web.pagination import Page, PageParams, page_params
+from shared.web.route_helpers import count_rows, run_command
 from shared.web.runtime import ServiceRuntime, get_runtime
 
 router = APIRouter(tags=["sites and stock"])
@@ -50,7 +50,7 @@ async def register_site(
             site_id=site_id, name=body.name, kind=ref.SiteKind(body.kind.value), city=body.city, country=body.country
         )
         event = runtime.new_event(payload, site_id, principal.actor)
-        row = site_row(payload, format_time(event.time))  # the same row the reference consumer would build
+        row = directory.site_row(payload, format_time(event.time))  # the same row the reference consumer would build
         await conn.execute(sites.insert().values(**row))
         return Outcome(body=SiteOut(**row), status_code=201, appends=[StreamAppend(site_id, 0, [event])])
 
@@ -67,7 +67,7 @@ async def list_sites(
 ) -> Page[SiteOut]:
     where = sites.c.kind == kind.value if kind else sa.true()
     async with runtime.database.read() as conn:
-        total = int((await conn.execute(sa.select(sa.func.count()).select_from(sites).where(where))).scalar() or 0)
+        total = await count_rows(conn, sites, where)
         query = sa.select(sites).where(where).order_by(sites.c.site_id).limit(page.limit).offset(page.offset)
         rows = (await conn.execute(query)).mappings().all()
     return Page.of([SiteOut(**row) for row in rows], total, page)
@@ -104,7 +104,7 @@ async def expected_intake(
     )
     query = sa.select(batch_view.c.state, batch_view.c.updated_at).where(where).order_by(batch_view.c.batch_id)
     async with runtime.database.read() as conn:
-        total = int((await conn.execute(sa.select(sa.func.count()).select_from(batch_view).where(where))).scalar() or 0)
+        total = await count_rows(conn, batch_view, where)
         rows = (await conn.execute(query.limit(page.limit).offset(page.offset))).all()
     return Page.of([_expected(orjson.loads(row.state), row.updated_at) for row in rows], total, page)
 

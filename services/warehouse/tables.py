@@ -7,32 +7,13 @@ keeps `recipients` and `needs` too) can never collide with them in one Python pr
 
 import sqlalchemy as sa
 
+from shared.projections.directory import define_directory
+
 metadata = sa.MetaData()
 
-sites = sa.Table(
-    "sites",
-    metadata,
-    sa.Column("site_id", sa.String(120), primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("kind", sa.String(30), nullable=False),
-    sa.Column("city", sa.String(200)),
-    sa.Column("country", sa.String(200)),
-    sa.Column("recipient_id", sa.String(120)),
-    sa.Column("registered_at", sa.String(40), nullable=False),
-)
-
-recipients = sa.Table(
-    "recipients",
-    metadata,
-    sa.Column("recipient_id", sa.String(120), primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("kind", sa.String(30), nullable=False),
-    sa.Column("frontline", sa.Boolean, nullable=False),
-    sa.Column("site_id", sa.String(120), nullable=False),
-    sa.Column("city", sa.String(200)),
-    sa.Column("country", sa.String(200)),
-    sa.Column("registered_at", sa.String(40), nullable=False),
-)
+directory = define_directory(metadata, stamp="registered_at")
+sites = directory.sites
+recipients = directory.recipients
 
 needs = sa.Table(
     "needs",
