@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.audit.checks import run_checks
+from services.audit.closing import FamilyCloser
 from services.audit.findings import TAMPER_CHECKS, CheckResult, FindingLog
 from services.audit.flow import FlowBook
 from services.audit.progress import replay_progress
@@ -54,6 +55,9 @@ class AuditOptions:
     max_findings_per_check: int = 1000
     chains_only: bool = False
     progress: bool = False
+    # Check, total and drop each batch family once all its batches are final (services/audit/closing.py):
+    # flat memory, same checks and totals, but `tracks`/`states` then hold only the batches still open.
+    summary_only: bool = False
 
 
 @dataclass(slots=True)
@@ -64,6 +68,7 @@ class ReplayStats:
     unreadable: int = 0
     duplicates: int = 0
     skipped_partial: int = 0
+    closed_batches: int = 0  # summary replays: checked and dropped before the end
     setup_seconds: float = 0.0  # connecting, finding partitions and offsets: not part of the throughput
     seconds: float = 0.0  # reading, verifying and folding every record
 
@@ -79,6 +84,7 @@ class ReplayStats:
             "unreadable": self.unreadable,
             "duplicates_dropped": self.duplicates,
             "skipped_partial": self.skipped_partial,
+            "closed_batches": self.closed_batches,
             "setup_seconds": round(self.setup_seconds, 3),
             "seconds": round(self.seconds, 3),
             "events_per_second": round(self.events_per_second, 1),
@@ -132,7 +138,7 @@ class AuditResult:
 class _Pipeline:
     """Routes each record of the merged log to the chain verifier, the fold or the reference book."""
 
-    def __init__(self, settings: Settings, options: AuditOptions, hook: TransitionHook | None):
+    def __init__(self, settings: Settings, options: AuditOptions, hook: TransitionHook | None, now: datetime):
         mid_log = options.since is not None
         names = (*TAMPER_CHECKS, "events-readable") if options.chains_only else None
         self.settings = settings
@@ -147,7 +153,12 @@ class _Pipeline:
             starts_mid_log=mid_log,
             anchors=options.anchors,
         )
-        self.batches = BatchBook(self.findings, FlowBook(), starts_mid_log=mid_log)
+        self.closer = (
+            FamilyCloser(self.findings, options.sla, now, partial=mid_log)
+            if options.summary_only and not options.chains_only
+            else None
+        )
+        self.batches = BatchBook(self.findings, FlowBook(), starts_mid_log=mid_log, closer=self.closer)
         self.reference = ReferenceBook()
         self.stats = ReplayStats()
 
@@ -196,13 +207,20 @@ async def replay(
     progress: bool = False,
     options: AuditOptions | None = None,
     hook: TransitionHook | None = None,
+    summary_only: bool = False,
 ) -> AuditResult:
-    """Replay both topics up to the end offsets captured now (or to `as_of`) and check everything."""
+    """Replay both topics up to the end offsets captured now (or to `as_of`) and check everything.
+    `summary_only`: see AuditOptions (checks and totals in flat memory; only open batches kept)."""
     options = options or AuditOptions()
-    if as_of is not None or progress:
-        options = replace(options, as_of=as_of or options.as_of, progress=progress or options.progress)
+    if as_of is not None or progress or summary_only:
+        options = replace(
+            options,
+            as_of=as_of or options.as_of,
+            progress=progress or options.progress,
+            summary_only=summary_only or options.summary_only,
+        )
     started_at = datetime.now(UTC)
-    pipeline = _Pipeline(settings, options, hook)
+    pipeline = _Pipeline(settings, options, hook, _now(options, started_at))
     clock = time.perf_counter()
     window = ReplayWindow(since=options.since, until=options.as_of)
     async with LogReader(settings, [settings.batch_topic, settings.reference_topic], window) as reader:
@@ -225,7 +243,7 @@ def audit_records(
     auditing an exported copy of the log."""
     options = options or AuditOptions()
     started_at = datetime.now(UTC)
-    pipeline = _Pipeline(settings, options, hook)
+    pipeline = _Pipeline(settings, options, hook, _now(options, started_at))
     clock = time.perf_counter()
     for record in records:
         pipeline.handle(record)
@@ -233,11 +251,17 @@ def audit_records(
     return _finish(settings, options, pipeline, started_at, LogExtent({}, ()))
 
 
+def _now(options: AuditOptions, started_at: datetime) -> datetime:
+    """The moment stuck-batch SLAs are judged at; known before the replay, so families can close on the way."""
+    return options.now or options.as_of or started_at
+
+
 def _finish(
     settings: Settings, options: AuditOptions, pipeline: _Pipeline, started_at: datetime, extent: LogExtent
 ) -> AuditResult:
-    now = options.now or options.as_of or started_at
+    now = _now(options, started_at)
     pipeline.stats.skipped_partial = pipeline.batches.skipped_partial
+    pipeline.stats.closed_batches = len(pipeline.closer.closed) if pipeline.closer else 0
     chains = pipeline.chains.finish()
     tracks = pipeline.batches.tracks
     if not options.chains_only:
@@ -255,5 +279,8 @@ def _finish(
         flow=pipeline.batches.flow,
         chains=chains,
         checks=pipeline.findings.checks(),
-        totals=compute_totals(track.state for track in tracks.values() if track.state is not None),
+        totals=compute_totals(
+            (track.state for track in tracks.values() if track.state is not None),
+            into=pipeline.closer.totals if pipeline.closer else None,
+        ),
     )

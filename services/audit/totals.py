@@ -41,19 +41,24 @@ class Totals:
         }
 
 
-def compute_totals(states: Iterable[BatchState]) -> Totals:
-    donors: dict[str, PartyTotals] = {}
-    recipients: dict[str, PartyTotals] = {}
+def compute_totals(states: Iterable[BatchState], into: Totals | None = None) -> Totals:
+    """`into`: add to totals already summed (a summary replay adds each batch family as it closes)."""
+    totals = into if into is not None else Totals({}, {})
     for state in states:
-        donor = donors.setdefault(state.donor_id, PartyTotals())
-        if state.parent_batch_id is None:
-            _add_intake(donor, state)
-            if state.designated_recipient_id:
-                _add_intake(recipients.setdefault(state.designated_recipient_id, PartyTotals()), state)
-        _add_outcome(donor, state)
-        if state.delivered_to_recipient_id:
-            _add_outcome(recipients.setdefault(state.delivered_to_recipient_id, PartyTotals()), state)
-    return Totals(donors, recipients)
+        add_state(totals, state)
+    return totals
+
+
+def add_state(totals: Totals, state: BatchState) -> None:
+    donors, recipients = totals.donors, totals.recipients
+    donor = donors.setdefault(state.donor_id, PartyTotals())
+    if state.parent_batch_id is None:
+        _add_intake(donor, state)
+        if state.designated_recipient_id:
+            _add_intake(recipients.setdefault(state.designated_recipient_id, PartyTotals()), state)
+    _add_outcome(donor, state)
+    if state.delivered_to_recipient_id:
+        _add_outcome(recipients.setdefault(state.delivered_to_recipient_id, PartyTotals()), state)
 
 
 def _add_intake(totals: PartyTotals, state: BatchState) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from services.audit.findings import FindingLog
 from services.audit.flow import FlowBook
@@ -17,8 +18,12 @@ from services.audit.refusals import rule_of_refusal
 from shared.domain.batch_fold import apply, short_name
 from shared.domain.batch_state import BatchState, BatchStatus
 from shared.domain.errors import DomainError
+from shared.domain.transitions import illegal
 from shared.events import batch_events as ev
 from shared.events.registry import InvalidPayload, UnknownEventType, parse_envelope
+
+if TYPE_CHECKING:
+    from services.audit.closing import FamilyCloser
 
 BIRTHS = (ev.BatchPledged, ev.BatchCreatedBySplit)
 
@@ -74,10 +79,18 @@ def parse(record: LogRecord, findings: FindingLog) -> ev.Payload | None:
 
 
 class BatchBook:
-    def __init__(self, findings: FindingLog, flow: FlowBook | None = None, starts_mid_log: bool = False):
+    def __init__(
+        self,
+        findings: FindingLog,
+        flow: FlowBook | None = None,
+        starts_mid_log: bool = False,
+        closer: FamilyCloser | None = None,
+    ):
+        """`closer`: a summary replay's, which checks and drops batch families as they close."""
         self.findings = findings
         self.flow = flow or FlowBook()
         self.starts_mid_log = starts_mid_log
+        self.closer = closer
         self.tracks: dict[str, BatchTrack] = {}
         self.skipped_partial = 0
 
@@ -89,6 +102,10 @@ class BatchBook:
             return None
         self._check_key(record)
         track = self.tracks.get(envelope.subject)
+        if track is None and self.closer is not None:
+            closed = self.closer.closed_status(envelope.subject)
+            if closed is not None:
+                return self._refused_closed(record, payload, closed)
         if track is None:
             if self.starts_mid_log and not isinstance(payload, BIRTHS):
                 self.skipped_partial += 1  # born before the window: its history is not in view
@@ -101,7 +118,21 @@ class BatchBook:
             self._refused(record, payload, track, exc)
             return Transition(record, payload, before, before, exc)
         self._update(track, record, payload, after)
+        if self.closer is not None:
+            if before is None:
+                self.closer.born(track, after)
+            self.closer.settled(self.tracks, before, after)
         return Transition(record, payload, before, after, None)
+
+    def _refused_closed(self, record: LogRecord, payload: ev.Payload, status: BatchStatus) -> Transition:
+        """An event for a batch a summary replay has closed: its final state accepts nothing, so the fold
+        would refuse it naming only the batch and its status; a stand-in state with those two says the same."""
+        envelope = record.envelope
+        assert envelope is not None
+        stand_in = BatchState(envelope.subject, status, "", "", "", "", "", None, 0, "")
+        exc = illegal(stand_in, short_name(payload.event_type))
+        self._refused(record, payload, BatchTrack(envelope.subject, stand_in), exc)
+        return Transition(record, payload, stand_in, stand_in, exc)
 
     def _check_key(self, record: LogRecord) -> None:
         envelope = record.envelope
