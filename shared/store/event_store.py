@@ -80,6 +80,13 @@ def _row_to_stored(row: sa.Row[Any]) -> StoredEvent:
     return StoredEvent(row.position, row.stream_id, row.version, envelope, bool(row.local))
 
 
+def _root_transaction(conn: AsyncConnection) -> object:
+    """The transaction now open on the connection: what a value cached in `conn.info` (which lives as long as the
+    pooled connection) is tied to."""
+    sync = conn.sync_connection
+    return None if sync is None else sync.get_transaction()
+
+
 def _require_version(append: StreamAppend, actual: int) -> None:
     if actual != append.expected_version:
         raise ConcurrencyConflict(
@@ -140,7 +147,7 @@ class EventStore:
         for all of them. A call that names a stream twice keeps the step-by-step path, where the second
         expectation is checked after the first append.
         """
-        sequence, prev_hash = await self._lock_chain_head(conn)
+        sequence, prev_hash = self._head_locked_at_start(conn) or await self._lock_chain_head(conn)
         stream_ids = [append.stream_id for append in appends]
         if len(set(stream_ids)) != len(stream_ids):
             return await self._append_stepwise(conn, appends, sequence, prev_hash)
@@ -237,7 +244,23 @@ class EventStore:
         the read would only be one more round trip while the database's write lock is held.
         """
         if conn.dialect.name == "postgresql":
-            await self._lock_chain_head(conn)
+            head = await self._lock_chain_head(conn)
+            conn.info[self._head_key] = (_root_transaction(conn), head)
+
+    def _head_locked_at_start(self, conn: AsyncConnection) -> tuple[int, str] | None:
+        """The chain head `lock_writes` read in this very transaction, once: the row is locked, so only this
+        transaction's own append can have moved it, and an append takes the value away (a later append in the
+        same transaction, or after a savepoint rollback, reads the row again). Saves PostgreSQL commands the
+        second SELECT .. FOR UPDATE of the same row."""
+        taken = conn.info.pop(self._head_key, None)
+        if taken is None or taken[0] is not _root_transaction(conn):
+            return None
+        head: tuple[int, str] = taken[1]
+        return head
+
+    @property
+    def _head_key(self) -> str:
+        return f"aidtrail.chain_head.{self.source}"
 
     async def _lock_chain_head(self, conn: AsyncConnection) -> tuple[int, str]:
         """Serialises this service's appends so that its sequence is gap-free and in commit order."""
