@@ -1,12 +1,15 @@
 """The consumer runner: applies each event exactly once to a service's read model.
 
-For every polled batch of one partition it opens ONE transaction, applies each record inside a savepoint,
-records the event id (dedup) and finally the partition's next offset. On start and on every rebalance it seeks to
-the positions stored in the database; Kafka's own committed offsets are only informational (for lag tools).
+For every polled batch of one partition it opens ONE transaction, moves the partition's stored position past the
+batch (when it stood at the batch's first offset, as it does unless another replica got there first), then applies
+each record inside a savepoint and records its event id (dedup); all of it commits together or not at all. On
+start and on every rebalance it seeks to the positions stored in the database; Kafka's own committed offsets are
+only informational (for lag tools).
 
 Replicas of a service form one consumer group on one database. A replica that lost a partition in a rebalance
-may still be applying a batch it polled before; inside its transaction it reads the stored position and skips
-what another replica already applied, so no record is applied twice and no position moves backwards.
+may still be applying a batch it polled before; inside its transaction it finds the stored position elsewhere,
+reads it and skips what another replica already applied, so no record is applied twice and no position moves
+backwards.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from shared.events.registry import InvalidPayload, UnknownEventType, parse_envel
 from shared.messaging.dead_letter import FailedRecord, park, parked_streams
 from shared.messaging.kafka_config import connection_options
 from shared.messaging.own_events import mark_own_stored, own_event_id, own_source
-from shared.messaging.positions import load_positions, save_position
+from shared.messaging.positions import advance_position, load_positions, save_position
 from shared.settings import Settings
 from shared.store.database import Database
 from shared.store.schema import consumer_positions, parked_events, processed_events
@@ -151,11 +154,13 @@ class ProjectionConsumer:
                 async with self.database.transaction() as conn:
                     if self.lock_writes is not None:
                         await self.lock_writes(conn)
-                    fresh = await self._not_yet_applied(conn, tp, records)
+                    end = records[-1].offset + 1
+                    claimed = await advance_position(conn, self.name, tp.topic, tp.partition, records[0].offset, end)
+                    fresh = records if claimed else await self._not_yet_applied(conn, tp, records)
                     for record in await self._skip_own_stored(conn, fresh):
                         await self._apply_record(conn, record)
-                    if fresh:
-                        await save_position(conn, self.name, tp.topic, tp.partition, records[-1].offset + 1)
+                    if fresh and not claimed:
+                        await save_position(conn, self.name, tp.topic, tp.partition, end)
                 return
             except asyncio.CancelledError:
                 raise

@@ -19,6 +19,22 @@ async def load_positions(conn: AsyncConnection, consumer: str) -> dict[tuple[str
     return {(row.topic, row.partition): int(row.next_offset) for row in await conn.execute(query)}
 
 
+async def advance_position(
+    conn: AsyncConnection, consumer: str, topic: str, partition: int, expected: int, next_offset: int
+) -> bool:
+    """Move the stored position from exactly `expected` to `next_offset`; False (and nothing changed) if it is
+    stored elsewhere or not at all. The common case of a batch that starts where the last one ended then costs
+    one statement, where reading the position first and saving it after cost two."""
+    where = (
+        (consumer_positions.c.consumer == consumer)
+        & (consumer_positions.c.topic == topic)
+        & (consumer_positions.c.partition == partition)
+        & (consumer_positions.c.next_offset == expected)
+    )
+    moved = await conn.execute(consumer_positions.update().where(where).values(next_offset=next_offset))
+    return bool(moved.rowcount == 1)
+
+
 async def save_position(conn: AsyncConnection, consumer: str, topic: str, partition: int, next_offset: int) -> None:
     where = (
         (consumer_positions.c.consumer == consumer)
