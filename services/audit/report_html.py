@@ -12,7 +12,7 @@ from html import escape
 from services.audit import svg
 from services.audit.findings import CheckResult
 from services.audit.replay import AuditResult
-from services.audit.report_json import iso
+from services.audit.report_json import batch_count, iso
 from services.audit.report_markdown import TOTAL_COLUMNS
 from services.audit.totals import PartyTotals
 from services.audit.tracker import BatchTrack
@@ -84,7 +84,7 @@ def _summary(result: AuditResult) -> str:
         f"as of {escape(iso(result.options.as_of) or 'the end of the log')}; now {escape(iso(result.now) or '')}<br>"
         f"{stats.records:,} records replayed ({stats.batch_events:,} batch, {stats.reference_events:,} reference), "
         f"{stats.duplicates:,} exact duplicates dropped, {stats.seconds:.2f} s, {stats.events_per_second:,.0f} "
-        f"events/s; {len(result.tracks):,} batches</p>"
+        f"events/s; {escape(batch_count(result))} batches</p>"
         f'<p class="verdict {"ok" if result.ok else "bad"}">{escape(verdict)}</p>'
     )
 

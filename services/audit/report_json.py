@@ -43,6 +43,14 @@ def report(result: AuditResult, include_batches: bool = True) -> dict[str, Any]:
     return body
 
 
+def batch_count(result: AuditResult) -> str:
+    """A summary replay drops closed batch families, so a bare count of `tracks` would undercount."""
+    closed = result.stats.closed_batches
+    if not closed:
+        return f"{len(result.tracks):,}"
+    return f"{len(result.tracks) + closed:,} ({len(result.tracks):,} still open; {closed:,} closed and summarised)"
+
+
 def chains_report(result: AuditResult) -> dict[str, Any]:
     """What `verify` shows: the chains and the tamper checks only."""
     return {

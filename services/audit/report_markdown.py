@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from services.audit.findings import CheckResult
 from services.audit.replay import AuditResult
-from services.audit.report_json import iso
+from services.audit.report_json import batch_count, iso
 from services.audit.totals import PartyTotals
 
 MAX_BATCH_ROWS = 500
@@ -49,7 +49,7 @@ def _summary(result: AuditResult) -> list[str]:
         f"- Replay: {stats.records:,} records ({stats.batch_events:,} batch events, {stats.reference_events:,} "
         f"reference events), {stats.duplicates:,} exact duplicates dropped, {stats.seconds:.2f} s, "
         f"{stats.events_per_second:,.0f} events/s",
-        f"- Batches: {len(result.tracks):,}",
+        f"- Batches: {batch_count(result)}",
         *([f"- Missing topics: {', '.join(result.extent.missing_topics)}"] if result.extent.missing_topics else []),
         f"- Result: {verdict}",
     ]

@@ -109,6 +109,12 @@ def replay_command(
     bootstrap: str | None = _BOOTSTRAP,
     topic_prefix: str | None = _PREFIX,
     progress: bool = _PROGRESS,
+    summary: bool = typer.Option(
+        False,
+        "--summary",
+        help="Flat memory for long logs: check and drop each batch family once it is final; "
+        "reports then detail only the batches still open.",
+    ),
 ) -> None:
     """Replay everything (or as of a moment), run every check, write reports; exit 1 if any check fails."""
     try:
@@ -123,6 +129,7 @@ def replay_command(
         known_sources=tuple(source),
         anchors=_anchors(anchor),
         progress=progress,
+        summary_only=summary,
     )
     result = _run(replay(_settings(bootstrap, topic_prefix), options=options))
     _write(json_path, dumps(report(result)), "JSON report")

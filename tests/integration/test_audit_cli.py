@@ -125,3 +125,31 @@ async def test_bad_time_is_a_usage_error(kafka_bootstrap: str) -> None:
 async def test_unreachable_broker_exits_two() -> None:
     result = await cli("verify", "--bootstrap", "127.0.0.1:1", "--topic-prefix", "nowhere", "--no-progress")
     assert result.exit_code == 2 and "cannot audit" in result.output
+
+
+async def test_summary_replay_gives_the_same_verdict_and_says_how_many_batches_it_closed(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    log, _ = await published_lifecycle(kafka_bootstrap, topic_prefix)
+    full_json, summary_json, summary_md = tmp_path / "full.json", tmp_path / "summary.json", tmp_path / "summary.md"
+    now = ["--now", format_time(log.clock), "--no-progress"]
+    full = await cli("replay", *where(log), *now, "--json", str(full_json))
+    summary = await cli(
+        "replay", *where(log), *now, "--summary", "--json", str(summary_json), "--markdown", str(summary_md)
+    )
+    assert (full.exit_code, summary.exit_code) == (0, 0), summary.output
+    full_report, summary_report = orjson.loads(full_json.read_bytes()), orjson.loads(summary_json.read_bytes())
+    assert summary_report["checks"] == full_report["checks"]
+    assert summary_report["totals"] == full_report["totals"]
+    closed = summary_report["stats"]["closed_batches"]
+    assert closed > 0 and len(summary_report["batches"]) + closed == len(full_report["batches"])
+    assert f"{closed:,} closed and summarised" in summary_md.read_text()
+
+
+async def test_summary_replay_still_exits_one_when_a_check_fails(kafka_bootstrap: str, topic_prefix: str) -> None:
+    log = CraftedLog(Settings(topic_prefix=topic_prefix, kafka_bootstrap=kafka_bootstrap))
+    drill = run_drill("transit-conserved", log)
+    await log.publish()
+    result = await cli("replay", *where(log), "--now", format_time(drill.now), "--no-progress", "--summary")
+    assert result.exit_code == 1, result.output
+    assert "transit-conserved" in result.output and "FAIL" in result.output
