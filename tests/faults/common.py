@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.devstack.faults import FaultSummary, unsent_outbox, verify_no_loss
-from shared.devstack.load import Budget, PledgeStream, Recorder, http_client
 from shared.devstack.processes import Stack, StackConfig
+from shared.devstack.recorder import Budget, Recorder, http_client
+from shared.devstack.workloads import PledgeStream
 from shared.scenario.client import ScenarioClient
 from shared.settings import Settings
 from shared.store.database import Database

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.devstack.load import Budget
+from shared.devstack.recorder import Budget
 from tests.faults.common import assert_clean, report, running, steady_pledges
 from tests.faults.servers import PrivateKafka
 

@@ -17,8 +17,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from shared.devstack.faults import project_topics
-from shared.devstack.load import PROPAGATION_DEADLINE_SECONDS, Budget, poll
+from shared.devstack.log_reader import project_topics
+from shared.devstack.recorder import PROPAGATION_DEADLINE_SECONDS, Budget, poll
 from shared.settings import Settings
 from tests.faults.common import Harness, assert_clean, report, running, steady_pledges
 from tests.faults.servers import PrivateKafka

@@ -14,7 +14,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.devstack.load import Budget, PledgeStream, poll
+from shared.devstack.recorder import Budget, poll
+from shared.devstack.workloads import PledgeStream
 from shared.settings import Settings
 from shared.store.database import Database
 from shared.store.schema import processed_events

@@ -14,7 +14,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from shared.devstack.load import PROPAGATION_DEADLINE_SECONDS, Budget, Recorder, poll
+from shared.devstack.recorder import PROPAGATION_DEADLINE_SECONDS, Budget, Recorder, poll
 from tests.faults.common import assert_clean, refusals, report, running, steady_pledges
 from tests.faults.servers import PrivateKafka, PrivatePostgres
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from shared.devstack.faults import unsent_outbox
-from shared.devstack.load import Budget, LoadError
+from shared.devstack.recorder import Budget, LoadError
 from shared.store.database import Database
 from tests.faults.common import Harness, assert_clean, refusals, report, running, steady_pledges
 from tests.faults.servers import PrivateKafka
