@@ -49,8 +49,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--without-this-tree",
+        action="store_true",
+        help="compare only the given trees: this one may hold other people's uncommitted work",
+    )
     args = parser.parse_args()
-    trees = {str(tree): tree.resolve() for tree in args.trees} | {"this tree": REPO_ROOT}
+    trees = {str(tree): tree.resolve() for tree in args.trees}
+    if not args.without_this_tree:
+        trees["this tree"] = REPO_ROOT
     plan = LoadPlan(seconds=args.seconds, concurrency=args.concurrency, rounds=args.rounds)
     for backend in args.backends:
         show(backend, asyncio.run(compare(trees, backend, plan)))
