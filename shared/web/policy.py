@@ -26,17 +26,16 @@ Vocabulary
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, Final
 
 from fastapi import FastAPI
 
 from shared.web.auth import ALL_ROLES, READ_ONLY_ROLES, SAFE_METHODS, Role
 from shared.web.limits import RequestLimitsMiddleware
+from shared.web.openapi_refusals import PublicLookup, document_refusals
 
 SERVICES: Final = ("pledge", "warehouse", "dispatch", "recipient", "audit")
 # Services built by `shared.web.app_factory`; the auditor wires its own app (no database, no Kafka producer).
@@ -267,95 +266,6 @@ def routes_of(service: str) -> Iterator[tuple[RouteKey, Rule]]:
     return ((key, rule) for key, rule in POLICY.items() if key[0] == service)
 
 
-# --- the OpenAPI document names every refusal ---------------------------------------------------------------
-
-ERROR_SCHEMA_NAME: Final = "ErrorResponse"
-ERROR_SCHEMA: Final[dict[str, Any]] = {
-    "title": ERROR_SCHEMA_NAME,
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {"type": "string", "description": "Machine-readable, e.g. forbidden, not_found, conflict."},
-                "message": {"type": "string", "description": "What is wrong and how to fix it."},
-            },
-            "additionalProperties": True,
-        }
-    },
-}
-REFUSALS: Final = {
-    "401": "No token, or a token that is expired, badly signed or meant for another deployment.",
-    "403": "The token's role may not call this route, or its scope (sites, recipient, donor) does not cover it.",
-    "404": "Something the request names (in the path or the body) is not known here.",
-    "409": "The current state does not allow this; the body names the state and what is allowed.",
-    "413": "The body is larger than AIDTRAIL_MAX_BODY_BYTES.",
-    "415": "The body is not sent as application/json.",
-    "422": "The request is not valid, or breaks a rule; the body lists each problem and how to fix it.",
-    "503": "The database (or the event log) cannot be reached right now; retry after Retry-After seconds.",
-}
-# FastAPI's own 422 describes `{"detail": [...]}`; the services answer `{"error": {...}}` (shared/web/errors.py).
-FASTAPI_VALIDATION_REF: Final = "#/components/schemas/HTTPValidationError"
-STATELESS_PATHS: Final = frozenset({"/health/live", "/asyncapi.json", "/asyncapi.yaml"})
-
-
-def refusals_of(service: str, method: str, path: str, operation: dict[str, Any]) -> list[str]:
-    """The error statuses an operation can answer, from who may call it and what it takes."""
-    rule = rule_for(service, method, path)
-    protected = not rule.public if rule is not None else bool(operation.get("security"))
-    statuses = ["401", "403"] if protected else []
-    if operation.get("parameters") or "requestBody" in operation:
-        statuses.append("422")
-    if "requestBody" in operation:
-        statuses += ["413", "415"]
-    if protected and ("{" in path or method not in SAFE_METHODS):
-        statuses.append("404")
-    if protected and method not in SAFE_METHODS:
-        statuses.append("409")
-    if path not in STATELESS_PATHS:
-        statuses.append("503")
-    return statuses
-
-
-def _error_response(description: str) -> dict[str, Any]:
-    schema = {"$ref": f"#/components/schemas/{ERROR_SCHEMA_NAME}"}
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def document_refusals(document: dict[str, Any], service: str) -> dict[str, Any]:
-    """Add the refusals every route can give to each operation of an OpenAPI document, in the shape they take.
-
-    Routes keep the refusals they document themselves (with their own descriptions); an error response they
-    declare without a body, or with FastAPI's `{"detail"}` validation shape, gets the services' error body.
-    """
-    document.setdefault("components", {}).setdefault("schemas", {})[ERROR_SCHEMA_NAME] = ERROR_SCHEMA
-    for path, operations in document.get("paths", {}).items():
-        for method, operation in operations.items():
-            responses = operation.setdefault("responses", {})
-            for status in refusals_of(service, method.upper(), path, operation):
-                responses.setdefault(status, _error_response(REFUSALS[status]))
-            rule = rule_for(service, method, path)
-            if rule is None or not rule.public:  # public probes answer in their own shape (health: not ready)
-                _give_error_bodies(responses)
-    return document
-
-
-def _give_error_bodies(responses: dict[str, Any]) -> None:
-    for status, response in responses.items():
-        if status.startswith(("4", "5")) and _needs_error_body(response):
-            response["content"] = _error_response("")["content"]
-
-
-def _needs_error_body(response: dict[str, Any]) -> bool:
-    content = response.get("content")
-    if not content:
-        return True
-    schema = content.get("application/json", {}).get("schema", {})
-    return bool(schema.get("$ref") == FASTAPI_VALIDATION_REF)
-
-
 def install(app: FastAPI, service: str) -> None:
     """Put the request limits in front of the app's routes and name every refusal in its OpenAPI document."""
     app.add_middleware(RequestLimitsMiddleware)
@@ -363,62 +273,21 @@ def install(app: FastAPI, service: str) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_refusals(build_document(), service)
+            app.openapi_schema = document_refusals(build_document(), _public_lookup(service))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the document
 
 
-# --- documentation -----------------------------------------------------------------------------------------
+def _public_lookup(service: str) -> PublicLookup:
+    def is_public(method: str, path: str) -> bool | None:
+        rule = rule_for(service, method, path)
+        return rule.public if rule is not None else None
 
-MARKER: Final = "<!-- generated:policy -->"
-END_MARKER: Final = "<!-- /generated:policy -->"
-ROLE_ORDER: Final = tuple(Role)
-SECURITY_DOC: Final = Path(__file__).resolve().parents[2] / "docs" / "security.md"
-
-
-def _cell(rule: Rule, role: Role | None) -> str:
-    return "✓" if rule.admits(role) else ""
-
-
-def _row(method: str, path: str, rule: Rule) -> str:
-    cells = " | ".join(_cell(rule, role) for role in (None, *ROLE_ORDER))
-    scope = ", ".join(f"own {SCOPE_NAMES[scope]}" for scope in sorted(rule.scope))
-    return f"| {method} | `{path}` | {cells} | {scope} | {rule.note} |"
-
-
-def policy_markdown() -> str:
-    """One table per service: a row per route, a column per role; documentation routes are summarised once."""
-    header = "| method | path | no token | " + " | ".join(role.value for role in ROLE_ORDER) + " | scoped to | note |"
-    divider = "|---|---|---|" + "---|" * len(ROLE_ORDER) + "---|---|"
-    sections: list[str] = []
-    for service in SERVICES:
-        rows = [f"### {service}", "", header, divider]
-        rows += [
-            _row(method, path, rule)
-            for (_service, method, path), rule in routes_of(service)
-            if path not in DOCS_ROUTES and method != "HEAD"
-        ]
-        sections.append("\n".join(rows))
-    docs = ", ".join(f"`{path}`" for path in DOCS_ROUTES)
-    sections.append(f"Every service also serves {docs} (GET and HEAD) publicly: they describe the API, not the data.")
-    return "\n\n".join(sections)
-
-
-def render_security_doc(text: str) -> str:
-    """Replace the generated section of docs/security.md; the rest of the document is written by hand."""
-    pattern = re.compile(re.escape(MARKER) + ".*?" + re.escape(END_MARKER), re.DOTALL)
-    return pattern.sub(lambda _match: f"{MARKER}\n{policy_markdown()}\n{END_MARKER}", text)
-
-
-def update_security_doc(path: Path = SECURITY_DOC) -> bool:
-    """Rewrite the generated section; True if anything changed. Run `python -m shared.web.policy`."""
-    current = path.read_text(encoding="utf-8")
-    updated = render_security_doc(current)
-    if updated != current:
-        path.write_text(updated, encoding="utf-8")
-    return updated != current
+    return is_public
 
 
 if __name__ == "__main__":  # pragma: no cover - a maintenance command
+    from shared.web.policy_doc import SECURITY_DOC, update_security_doc
+
     print("updated" if update_security_doc() else "already current", SECURITY_DOC)

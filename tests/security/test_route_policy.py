@@ -17,7 +17,8 @@ import pytest
 from shared.settings import Settings
 from shared.web import policy
 from shared.web.auth import READ_ONLY_ROLES, SAFE_METHODS, Role
-from shared.web.policy import POLICY, SERVICES, Rule, render_security_doc, roles, routes_of
+from shared.web.policy import POLICY, SERVICES, Rule, roles, routes_of
+from shared.web.policy_doc import MARKER, SECURITY_DOC, render_security_doc
 from tests.fixtures.databases import sqlite_url
 from tests.harness import build_app, running_service, service_settings
 from tests.security.routes import Reply, call, concrete_path, probing_token, service_routes
@@ -83,8 +84,8 @@ def test_the_openapi_document_names_every_refusal_in_the_error_shape(service: st
 
 
 def test_security_doc_shows_the_current_policy() -> None:
-    doc = Path(policy.SECURITY_DOC).read_text(encoding="utf-8")
-    assert policy.MARKER in doc, "docs/security.md lost its generated policy section"
+    doc = Path(SECURITY_DOC).read_text(encoding="utf-8")
+    assert MARKER in doc, "docs/security.md lost its generated policy section"
     assert render_security_doc(doc) == doc, "docs/security.md is stale: run `python -m shared.web.policy`"
 
 
