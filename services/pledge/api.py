@@ -29,7 +29,7 @@ from shared.store.event_store import StreamAppend
 from shared.web.auth import Principal, Role, ensure_donor_access, own_donor_filter, require_roles
 from shared.web.commands import Outcome, load_batch
 from shared.web.pagination import Page, PageParams, page_params
-from shared.web.route_helpers import IDEMPOTENCY, count_rows, run_command, short_id
+from shared.web.route_helpers import IDEMPOTENCY, count_rows, paged_rows, run_command, short_id
 from shared.web.runtime import ServiceRuntime, get_runtime
 
 router = APIRouter(tags=["pledges"])
@@ -75,9 +75,7 @@ async def list_donors(
     own = own_donor_filter(principal, None)  # a donor sees only their own record
     where = donors.c.donor_id == own if own else sa.true()
     async with runtime.database.read() as conn:
-        total = await count_rows(conn, donors, where)
-        query = sa.select(donors).where(where).order_by(donors.c.donor_id).limit(page.limit).offset(page.offset)
-        rows = (await conn.execute(query)).mappings().all()
+        rows, total = await paged_rows(conn, donors, where, [donors.c.donor_id], page)
     return Page.of([DonorOut(**row) for row in rows], total, page)
 
 
@@ -260,9 +258,7 @@ async def donor_batches(
     ensure_donor_access(principal, donor_id)
     where = batch_view.c.donor_id == donor_id
     async with runtime.database.read() as conn:
-        total = await count_rows(conn, batch_view, where)
-        query = sa.select(batch_view).where(where).order_by(batch_view.c.batch_id).limit(page.limit).offset(page.offset)
-        rows = (await conn.execute(query)).mappings().all()
+        rows, total = await paged_rows(conn, batch_view, where, [batch_view.c.batch_id], page)
     return Page.of([_donor_batch(row) for row in rows], total, page)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -44,7 +43,7 @@ from shared.web.auth import (
 )
 from shared.web.commands import Outcome, load_batch
 from shared.web.pagination import Page, PageParams, page_params
-from shared.web.route_helpers import IDEMPOTENCY, count_rows, run_command, short_id
+from shared.web.route_helpers import IDEMPOTENCY, paged_rows, run_command, short_id
 from shared.web.runtime import ServiceRuntime, get_runtime
 
 router = APIRouter(tags=["recipients"])
@@ -101,10 +100,8 @@ async def list_recipients(
     runtime: ServiceRuntime = Depends(get_runtime),
 ) -> Page[RecipientOut]:
     where = repository.recipient_filters(kind, frontline, country)
-    query = sa.select(recipients).where(where).order_by(recipients.c.recipient_id)
     async with runtime.database.read() as conn:
-        total = await count_rows(conn, recipients, where)
-        rows = (await conn.execute(query.limit(page.limit).offset(page.offset))).mappings().all()
+        rows, total = await paged_rows(conn, recipients, where, [recipients.c.recipient_id], page)
     return Page.of([RecipientOut(**row) for row in rows], total, page)
 
 
@@ -190,10 +187,8 @@ async def list_needs(
     runtime: ServiceRuntime = Depends(get_runtime),
 ) -> Page[NeedOut]:
     where = repository.need_filters(recipient_id, item, status, priority)
-    query = sa.select(needs).where(where).order_by(*repository.needs_in_priority_order())
     async with runtime.database.read() as conn:
-        total = await count_rows(conn, needs, where)
-        rows = (await conn.execute(query.limit(page.limit).offset(page.offset))).mappings().all()
+        rows, total = await paged_rows(conn, needs, where, repository.needs_in_priority_order(), page)
     return Page.of([repository.need_out(row) for row in rows], total, page)
 
 

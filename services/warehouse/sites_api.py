@@ -23,7 +23,7 @@ from shared.store.event_store import StreamAppend
 from shared.web.auth import Principal
 from shared.web.commands import Outcome
 from shared.web.pagination import Page, PageParams, page_params
-from shared.web.route_helpers import count_rows, run_command
+from shared.web.route_helpers import count_rows, paged_rows, run_command
 from shared.web.runtime import ServiceRuntime, get_runtime
 
 router = APIRouter(tags=["sites and stock"])
@@ -67,9 +67,7 @@ async def list_sites(
 ) -> Page[SiteOut]:
     where = sites.c.kind == kind.value if kind else sa.true()
     async with runtime.database.read() as conn:
-        total = await count_rows(conn, sites, where)
-        query = sa.select(sites).where(where).order_by(sites.c.site_id).limit(page.limit).offset(page.offset)
-        rows = (await conn.execute(query)).mappings().all()
+        rows, total = await paged_rows(conn, sites, where, [sites.c.site_id], page)
     return Page.of([SiteOut(**row) for row in rows], total, page)
 
 
