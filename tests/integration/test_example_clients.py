@@ -20,14 +20,8 @@ from shared.events.envelope import Envelope, new_event_id
 from shared.events.registry import upcast
 from shared.settings import REPO_ROOT, Settings
 from shared.web.auth import Role
-from tests.integration.test_sse_stream import (
-    Published,
-    expected_ids,
-    publish,
-    scenario,
-    serving,
-    stream_settings,
-)
+from tests.integration.sse_scenario import Published, expected_ids, scenario
+from tests.integration.sse_support import publish, serving, stream_settings
 
 EXAMPLES = REPO_ROOT / "examples"
 GOLDEN_RECEIVED_V1 = REPO_ROOT / "tests" / "data" / "golden" / "org.aidtrail.batch.received.v1.json"

@@ -25,7 +25,7 @@ from shared.store.schema import consumer_positions, events, processed_events
 from shared.web.auth import Role
 from tests.fixtures.databases import fresh_postgres_url, sqlite_url
 from tests.harness import ServiceHandle, running_service, service_settings, wait_until
-from tests.integration.test_warehouse_service import topics_ready
+from tests.integration.warehouse.support import topics_ready
 
 WAREHOUSE = "wh-wuhan-1"
 

@@ -21,7 +21,7 @@ from shared.store.schema import events
 from shared.web.auth import Role
 from tests.fixtures.databases import sqlite_url
 from tests.harness import ServiceHandle, running_service, service_settings, wait_until
-from tests.integration.test_recipient_service import HUANGGANG, JINYINTAN, Batch, BatchSeeder, seed
+from tests.integration.recipient.support import HUANGGANG, JINYINTAN, Batch, BatchSeeder, seed
 
 pytestmark = pytest.mark.kafka
 
