@@ -1,4 +1,9 @@
-"""The dispatch service in-process against the real broker, on SQLite and on PostgreSQL, its world seeded."""
+"""The dispatch service in-process against the real broker, on SQLite and on PostgreSQL, its world seeded.
+
+Dispatch learns only from events, so each test seeds the test's own topics with real, valid events (sites,
+recipients, and batches from pledged to picked) exactly as the other services would publish them, then drives
+shipments through the HTTP API and checks what dispatch wrote, both in its store and on Kafka.
+"""
 
 from __future__ import annotations
 

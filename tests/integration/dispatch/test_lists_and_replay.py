@@ -1,9 +1,4 @@
-"""The dispatch service: shipment lists, and rebuilding its directory by replaying the reference topic.
-
-Dispatch learns only from events, so each test seeds the test's own topics with real, valid events (sites,
-recipients, and batches from pledged to picked) exactly as the other services would publish them, then drives
-shipments through the HTTP API and checks what dispatch wrote, both in its store and on Kafka.
-"""
+"""The dispatch service: shipment lists, and rebuilding its directory by replaying the reference topic."""
 
 from __future__ import annotations
 

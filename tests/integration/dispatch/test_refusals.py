@@ -1,9 +1,4 @@
-"""The dispatch service: invalid plans, out-of-order movements, replayed requests and access, refused.
-
-Dispatch learns only from events, so each test seeds the test's own topics with real, valid events (sites,
-recipients, and batches from pledged to picked) exactly as the other services would publish them, then drives
-shipments through the HTTP API and checks what dispatch wrote, both in its store and on Kafka.
-"""
+"""The dispatch service: invalid plans, out-of-order movements, replayed requests and access, refused."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""The dispatch service: a shipment through a relay hub with a handover, and losses in transit.
-
-Dispatch learns only from events, so each test seeds the test's own topics with real, valid events (sites,
-recipients, and batches from pledged to picked) exactly as the other services would publish them, then drives
-shipments through the HTTP API and checks what dispatch wrote, both in its store and on Kafka.
-"""
+"""The dispatch service: a shipment through a relay hub with a handover, and losses in transit."""
 
 from __future__ import annotations
 

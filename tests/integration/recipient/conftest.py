@@ -1,5 +1,9 @@
 """The recipient service in-process, against the real broker, on SQLite and on PostgreSQL, and a seeder of its
 batch topic.
+
+Delivered batches are produced straight onto the test's batch topic as real, valid CloudEvents (pledged ->
+received -> inspected -> allocated -> picked -> dispatched -> delivered): the path by which the service learns
+batches in production, without depending on the warehouse and dispatch services.
 """
 
 from __future__ import annotations

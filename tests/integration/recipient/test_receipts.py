@@ -1,9 +1,4 @@
-"""The recipient service: what is coming to a recipient, and confirming its receipt against the need.
-
-Delivered batches are produced straight onto the test's batch topic as real, valid CloudEvents (pledged ->
-received -> inspected -> allocated -> picked -> dispatched -> delivered): the path by which the service learns
-batches in production, without depending on the warehouse and dispatch services.
-"""
+"""The recipient service: what is coming to a recipient, and confirming its receipt against the need."""
 
 from __future__ import annotations
 

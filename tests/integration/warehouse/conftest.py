@@ -1,4 +1,8 @@
-"""The warehouse service in-process, against the real broker, on SQLite and on PostgreSQL."""
+"""The warehouse service in-process, against the real broker, on SQLite and on PostgreSQL.
+
+Pledged batches, recipients and needs are produced straight onto the test's topics as real CloudEvents, which is
+how the warehouse learns them in production, without depending on the pledge and recipient services.
+"""
 
 from __future__ import annotations
 

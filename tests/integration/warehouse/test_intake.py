@@ -1,8 +1,4 @@
-"""The warehouse service: intake, inspection, quarantine, stock and write-off.
-
-Pledged batches, recipients and needs are produced straight onto the test's topics as real CloudEvents, which is
-how the warehouse learns them in production, without depending on the pledge and recipient services.
-"""
+"""The warehouse service: intake, inspection, quarantine, stock and write-off."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""The warehouse service: picking and splitting, idempotent replays and site scope.
-
-Pledged batches, recipients and needs are produced straight onto the test's topics as real CloudEvents, which is
-how the warehouse learns them in production, without depending on the pledge and recipient services.
-"""
+"""The warehouse service: picking and splitting, idempotent replays and site scope."""
 
 from __future__ import annotations
 
