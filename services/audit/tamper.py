@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from services.audit.findings import FindingLog
-from services.audit.records import LogRecord
+from services.audit.records import LogRecord, slot_builder
 from shared.events.envelope import GENESIS_HASH
 
 DEFAULT_SOURCES = ("pledge", "warehouse", "dispatch", "recipient")
@@ -34,6 +34,9 @@ class Link:
     content_hash: str
     prev_hash: str
     where: str
+
+
+_link = slot_builder(Link)
 
 
 class _Arrival(Enum):
@@ -103,7 +106,7 @@ class ChainVerifier:
             return self._unknown_source(record)
         if envelope.sequence is None or envelope.prev_hash is None:
             return self._unchained_event(record, f"event from {envelope.source} carries no ce_sequence/ce_prevhash")
-        link = Link(envelope.sequence, envelope.id, record.content_hash, envelope.prev_hash, record.where)
+        link = _link(envelope.sequence, envelope.id, record.content_hash, envelope.prev_hash, record.where)
         chain = self.chains.get(envelope.source) or self._new_chain(envelope.source, link.sequence)
         verdict = self._classify_arrival(chain, link)
         if verdict is _Arrival.DUPLICATE:

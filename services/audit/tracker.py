@@ -29,8 +29,12 @@ BIRTHS = (ev.BatchPledged, ev.BatchCreatedBySplit)
 
 
 def phase_of(status: BatchStatus) -> str:
-    """At a hub a batch is still in transit: its transit SLA runs from dispatch to delivery."""
-    return "in_transit" if status is BatchStatus.AT_HUB else status.value
+    """At a hub a batch is still in transit: its transit SLA runs from dispatch to delivery. A table, because
+    an enum's `.value` is a Python-level property, and this runs per event."""
+    return _PHASES[status]
+
+
+_PHASES = {status: "in_transit" if status is BatchStatus.AT_HUB else status.value for status in BatchStatus}
 
 
 @dataclass(slots=True)
