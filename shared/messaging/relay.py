@@ -5,11 +5,6 @@ left by a crash or written by another replica. Sends are batched: all rows of a 
 idempotent producer (acks=all) at once, then awaited together. A crash after the send and before the mark
 publishes the rows again; consumers drop the duplicates by event id.
 
-Marking rows sent is a write transaction, which on SQLite queues behind the commands for the write lock. It
-therefore runs beside the next rounds, not before them: a row committed meanwhile is fetched and sent at once.
-Rows sent but not yet marked are left out of the fetches; marks are made in send order, one transaction at a
-time, each covering every row sent since the previous one (so a busy relay also writes less).
-
 Replicas of a service share its database: only the replica holding the relay lease publishes
 (`relay_lease.py`), and it marks rows sent only while it still holds it.
 """
@@ -20,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -34,13 +28,6 @@ from shared.store.database import Database
 from shared.store.schema import outbox
 
 log = logging.getLogger(__name__)
-
-MAX_UNMARKED = 2_000  # rows sent and awaiting their mark; beyond it the relay waits (bounds the fetch's NOT IN)
-STOP_MARK_SECONDS = 5.0
-
-
-class _LeaseLost(Exception):
-    """A mark found the lease taken by another replica: this relay stops publishing until it holds it again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +69,6 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
-        self._unmarked: dict[int, OutboxRow] = {}  # sent, mark not yet committed
-        self._to_mark: list[OutboxRow] = []  # sent, mark not yet begun
-        self._marker: asyncio.Task[None] | None = None
-        self._mark_error: BaseException | None = None
 
     def wake(self) -> None:
         """Called after every commit that wrote outbox rows."""
@@ -95,14 +78,10 @@ class OutboxRelay:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self) -> None:
-        """A mark under way is let finish: cut off, its rows would be published again by the next holder."""
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._marker is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(self._marker), STOP_MARK_SECONDS)
         if self.lease is not None:
             with contextlib.suppress(Exception):
                 await self.lease.release()
@@ -118,67 +97,15 @@ class OutboxRelay:
             return int(count.scalar() or 0)
 
     async def publish_pending(self) -> int:
-        """Rounds until nothing is left to send and every sent row is marked; returns how many rows were
-        published (sent and marked) meanwhile. Raises what a mark raised, like a failed round."""
-        start = self.published
-        self._mark_error = None
-        while await self._may_publish() and self._mark_error is None:
-            if len(self._unmarked) >= MAX_UNMARKED:
-                await self._marks_or_wake(wake=False)
-            elif rows := await self._fetch_unsent():
-                await self._send(rows)
-                self._queue_mark(rows)
-            elif not await self._marks_or_wake(wake=True):
+        """One or more rounds until the outbox is empty; returns how many rows were published."""
+        total = 0
+        while await self._may_publish() and (rows := await self._fetch_unsent()):
+            await self._send(rows)
+            if not await self._mark_sent(rows):
                 break
-        await self._marks_done()
-        return self.published - start
-
-    def _queue_mark(self, rows: list[OutboxRow]) -> None:
-        self._unmarked.update((row.id, row) for row in rows)
-        self._to_mark.extend(rows)
-        if self._marker is None or self._marker.done():
-            self._marker = asyncio.create_task(self._mark_queued(), name="outbox-relay-mark")
-
-    async def _mark_queued(self) -> None:
-        """One transaction per turn, for every row sent so far. A lost lease or a failure leaves the rows of this
-        turn and of all later ones unmarked and fetchable again: they are published again, and deduplicated."""
-        while self._to_mark:
-            rows, self._to_mark = self._to_mark, []
-            try:
-                marked = await self._mark_sent(rows)
-            except Exception as exc:
-                self._mark_error = exc
-                marked = False
-            if not marked:
-                self._mark_error = self._mark_error or _LeaseLost()
-                self._to_mark.clear()
-                self._unmarked.clear()
-                return
-            self.published += len(rows)
-            for row in rows:
-                self._unmarked.pop(row.id, None)
-
-    async def _marks_or_wake(self, *, wake: bool) -> bool:
-        """Wait for the marks under way, or (`wake`) for a commit; False if no mark was under way."""
-        if self._marker is None or self._marker.done():
-            return False
-        waits: set[asyncio.Future[Any]] = {self._marker}
-        woken = asyncio.ensure_future(self._wake.wait()) if wake else None
-        if woken is not None:
-            waits.add(woken)
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        if woken is not None:
-            woken.cancel()
-            if self._wake.is_set():  # cleared before the fetch it leads to, as in _run
-                self._wake.clear()
-        return True
-
-    async def _marks_done(self) -> None:
-        if self._marker is not None:
-            await asyncio.shield(self._marker)
-        error, self._mark_error = self._mark_error, None
-        if error is not None and not isinstance(error, _LeaseLost):
-            raise error
+            total += len(rows)
+        self.published += total
+        return total
 
     async def _run(self) -> None:
         while True:
@@ -198,7 +125,6 @@ class OutboxRelay:
         query = (
             sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.headers, outbox.c.value)
             .where(outbox.c.sent_at.is_(None))
-            .where(outbox.c.id.not_in(list(self._unmarked)) if self._unmarked else sa.true())
             .order_by(outbox.c.id)
             .limit(self.batch_size)
         )

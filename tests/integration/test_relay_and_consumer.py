@@ -15,7 +15,7 @@ from shared.events import batch_events as ev
 from shared.events.envelope import Envelope, encode_data, from_record, to_headers
 from shared.messaging.consumer import ConsumerStats, Handler, ProjectionConsumer
 from shared.messaging.own_events import SkipsOwnStoredEvents
-from shared.messaging.relay import OutboxRelay, OutboxRow, make_producer
+from shared.messaging.relay import OutboxRelay, make_producer
 from shared.messaging.topics import ensure_topics
 from shared.settings import Settings
 from shared.store.database import Database
@@ -190,68 +190,3 @@ async def _processed_ids(database: Database) -> set[str]:
     async with database.read() as conn:
         query = sa.select(processed_events.c.event_id).where(processed_events.c.consumer == "test.own")
         return {row.event_id for row in await conn.execute(query)}
-
-
-class GatedMarks(OutboxRelay):
-    """A relay whose marks wait for the test, as they wait for SQLite's write lock behind busy commands."""
-
-    def __init__(self, database: Database, producer: AIOKafkaProducer, *, fail_first: bool = False) -> None:
-        super().__init__(database, producer)
-        self.gate = asyncio.Event()
-        self.fail_first = fail_first
-        self.marks: list[list[int]] = []
-
-    async def _mark_sent(self, rows: list[OutboxRow]) -> bool:
-        await self.gate.wait()
-        self.marks.append([row.id for row in rows])
-        if self.fail_first and len(self.marks) == 1:
-            raise ConnectionError("the database went away during the mark")
-        return await super()._mark_sent(rows)
-
-
-async def _append_one(database: Database, store: EventStore, stream_id: str) -> Envelope:
-    event = envelope(stream_id, b.pledged())
-    async with database.transaction() as conn:
-        await store.append(conn, [StreamAppend(stream_id, 0, [event])])
-    return event
-
-
-async def test_a_row_committed_while_a_mark_waits_is_sent_without_waiting_for_it(
-    settings: Settings, database: Database
-) -> None:
-    store = EventStore("pledge", TopicNames(settings.batch_topic, settings.reference_topic))
-    first = await _append_one(database, store, "b1")
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        relay = GatedMarks(database, producer)
-        publishing = asyncio.create_task(relay.publish_pending())
-        assert [e.id for e in await read_topic(settings, settings.batch_topic, 1)] == [first.id]
-        second = await _append_one(database, store, "b2")
-        relay.wake()
-        published = await read_topic(settings, settings.batch_topic, 2)
-        assert {e.id for e in published} == {first.id, second.id}, "sent while the first mark still waits"
-        assert await relay.backlog() == 2 and not publishing.done()
-        relay.gate.set()
-        assert await publishing == 2
-        assert await relay.backlog() == 0
-    finally:
-        await producer.stop()
-
-
-async def test_rows_whose_mark_failed_are_sent_again_by_the_next_round(settings: Settings, database: Database) -> None:
-    store = EventStore("pledge", TopicNames(settings.batch_topic, settings.reference_topic))
-    first = await _append_one(database, store, "b1")
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        relay = GatedMarks(database, producer, fail_first=True)
-        relay.gate.set()
-        with pytest.raises(ConnectionError):
-            await relay.publish_pending()
-        assert await relay.backlog() == 1, "the failed mark left the row unsent"
-        assert await relay.publish_pending() == 1
-        assert await relay.backlog() == 0
-    finally:
-        await producer.stop()
-    assert [e.id for e in await read_topic(settings, settings.batch_topic, 2)] == [first.id, first.id]
