@@ -144,6 +144,7 @@ class _Pipeline:
         mid_log = options.since is not None
         names = (*TAMPER_CHECKS, "events-readable") if options.chains_only else None
         self.settings = settings
+        self.batch_topic, self.reference_topic = settings.batch_topic, settings.reference_topic  # built per call
         self.options = options
         self.hook = hook
         self.findings = FindingLog(options.max_findings_per_check, names)
@@ -192,7 +193,7 @@ class _Pipeline:
         envelope = record.envelope
         assert envelope is not None
         is_batch = envelope.type in BATCH_EVENT_TYPES or envelope.type.startswith(BATCH_TYPE_PREFIX)
-        expected = self.settings.batch_topic if is_batch else self.settings.reference_topic
+        expected = self.batch_topic if is_batch else self.reference_topic
         if record.topic != expected:
             self.findings.add(
                 "events-readable",

@@ -33,7 +33,14 @@ class Link:
     event_id: str
     content_hash: str
     prev_hash: str
-    where: str
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def where(self) -> str:
+        """Spelled out only for a finding: formatting it for every event cost more than keeping its parts."""
+        return f"{self.topic}[{self.partition}]@{self.offset}"
 
 
 _link = slot_builder(Link)
@@ -106,7 +113,15 @@ class ChainVerifier:
             return self._unknown_source(record)
         if envelope.sequence is None or envelope.prev_hash is None:
             return self._unchained_event(record, f"event from {envelope.source} carries no ce_sequence/ce_prevhash")
-        link = _link(envelope.sequence, envelope.id, record.content_hash, envelope.prev_hash, record.where)
+        link = _link(
+            envelope.sequence,
+            envelope.id,
+            record.content_hash,
+            envelope.prev_hash,
+            record.topic,
+            record.partition,
+            record.offset,
+        )
         chain = self.chains.get(envelope.source) or self._new_chain(envelope.source, link.sequence)
         verdict = self._classify_arrival(chain, link)
         if verdict is _Arrival.DUPLICATE:
