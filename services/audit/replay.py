@@ -39,6 +39,7 @@ from shared.projections.batch_view import state_to_json
 from shared.settings import Settings
 
 TransitionHook = Callable[[Transition], None]
+FULL_COLLECTION_EVERY = 100  # young collections between full ones while replaying (CPython's default: 10)
 BATCH_TYPE_PREFIX = "org.aidtrail.batch."
 
 
@@ -261,11 +262,16 @@ def _heap_frozen() -> Iterator[None]:
     out of the cycle collector's full passes while it runs. Why: each event leaves a few objects alive for a
     while (chain links in the duplicate window, batch states), so full collections keep coming, and each one
     walked the whole heap. Objects are still freed by reference counting; `unfreeze` hands the frozen ones back
-    to the collector at the end."""
+    to the collector at the end. Full passes are also made rarer: what they walk is mostly the chains' duplicate
+    windows (40,000 links) and the reader's buffered records, which all die by reference counting anyway, and
+    that working set is larger in a long log (the buffers fill further), so each pass costs more there."""
+    thresholds = gc.get_threshold()
     gc.freeze()
+    gc.set_threshold(thresholds[0], thresholds[1], max(thresholds[2], FULL_COLLECTION_EVERY))
     try:
         yield
     finally:
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
