@@ -265,14 +265,22 @@ def _heap_frozen() -> Iterator[None]:
     to the collector at the end. Full passes are also made rarer: what they walk is mostly the chains' duplicate
     windows (40,000 links) and the reader's buffered records, which all die by reference counting anyway, and
     that working set is larger in a long log (the buffers fill further), so each pass costs more there."""
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(thresholds[0], thresholds[1], max(thresholds[2], FULL_COLLECTION_EVERY))
+    _FROZEN_REPLAYS.append(None)
+    if len(_FROZEN_REPLAYS) == 1:  # replays overlap in the audit service: the first in sets, the last out restores
+        _SAVED_THRESHOLDS[:] = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(_SAVED_THRESHOLDS[0], _SAVED_THRESHOLDS[1], max(_SAVED_THRESHOLDS[2], FULL_COLLECTION_EVERY))
     try:
         yield
     finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        _FROZEN_REPLAYS.pop()
+        if not _FROZEN_REPLAYS:
+            gc.set_threshold(*_SAVED_THRESHOLDS)
+            gc.unfreeze()
+
+
+_FROZEN_REPLAYS: list[None] = []
+_SAVED_THRESHOLDS: list[int] = []
 
 
 def _now(options: AuditOptions, started_at: datetime) -> datetime:

@@ -4,11 +4,13 @@ and the batches kept in the result differ."""
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from services.audit.craft import CraftedLog, audit_offline
 from services.audit.drills import DRILLS, run_drill
-from services.audit.replay import AuditOptions, AuditResult
+from services.audit.replay import FULL_COLLECTION_EVERY, AuditOptions, AuditResult, _heap_frozen
 from services.audit.scenario import clean_lifecycle
 from services.audit.sla import SlaPolicy
 from shared.events import batch_events as ev
@@ -79,3 +81,15 @@ def test_the_stuck_rule_and_a_mid_log_window_judge_the_same() -> None:
     assert_same(full, summary)
     assert full.check("no-stuck-batches").errors == 4
     assert_same(*both(log, now=log.clock, since=life.moments["confirmed"]))
+
+
+def test_overlapping_replays_leave_the_collector_as_they_found_it() -> None:
+    before = gc.get_threshold()
+    first, second = _heap_frozen(), _heap_frozen()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert gc.get_threshold()[2] == max(before[2], FULL_COLLECTION_EVERY)  # the second replay is still running
+    assert gc.get_freeze_count() > 0
+    second.__exit__(None, None, None)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
