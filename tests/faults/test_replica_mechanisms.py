@@ -6,10 +6,7 @@ lost its partition never applies a record twice nor out of order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from aiokafka import ConsumerRecord, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,21 +22,10 @@ from shared.projections.batch_view import replicate_batches
 from shared.settings import Settings
 from shared.store.database import Database
 from shared.store.event_store import EventStore, StreamAppend, TopicNames
-from shared.store.migrations import upgrade
 from shared.store.schema import consumer_positions, parked_events
 from tests.faults.replica_support import batch_streams
 from tests.harness import wait_until
 from tests.unit import lifecycle_builders as b
-
-PLEDGE_MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "pledge" / "migrations"
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database.connect(database_url)
-    await upgrade(db, PLEDGE_MIGRATIONS)
-    yield db
-    await db.dispose()
 
 
 def envelope(stream_id: str, payload: ev.Payload) -> Envelope:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -20,13 +18,10 @@ from shared.messaging.topics import ensure_topics
 from shared.settings import Settings
 from shared.store.database import Database
 from shared.store.event_store import EventStore, StreamAppend, TopicNames
-from shared.store.migrations import upgrade
 from shared.store.schema import consumer_positions, outbox, parked_events, processed_events
 from tests.harness import wait_until
 from tests.store.test_event_store_contract import envelope
 from tests.unit import lifecycle_builders as b
-
-PLEDGE_MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "pledge" / "migrations"
 
 
 @pytest.fixture
@@ -34,14 +29,6 @@ async def settings(kafka_bootstrap: str, topic_prefix: str) -> Settings:
     settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix, topic_partitions=3)
     await ensure_topics(settings)
     return settings
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database.connect(database_url)
-    await upgrade(db, PLEDGE_MIGRATIONS)
-    yield db
-    await db.dispose()
 
 
 async def read_topic(settings: Settings, topic: str, expected: int) -> list[Envelope]:

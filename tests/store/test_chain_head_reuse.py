@@ -4,9 +4,8 @@ command), and nothing stale survives a second append or a savepoint that was rol
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,20 +15,10 @@ from sqlalchemy import event
 from shared.events.envelope import GENESIS_HASH
 from shared.store.database import Database
 from shared.store.event_store import EventStore, StreamAppend, TopicNames
-from shared.store.migrations import upgrade
 from tests.store.test_event_store_contract import envelope
 from tests.unit import lifecycle_builders as b
 
-PLEDGE_MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "pledge" / "migrations"
 TOPICS = TopicNames(batch="test.batch-events", reference="test.reference-events")
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database.connect(database_url)
-    await upgrade(db, PLEDGE_MIGRATIONS)
-    yield db
-    await db.dispose()
 
 
 @contextmanager

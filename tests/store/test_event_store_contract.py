@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import orjson
 import pytest
@@ -16,20 +14,10 @@ from shared.events.envelope import GENESIS_HASH, Envelope
 from shared.events.registry import payload_data
 from shared.store.database import Database
 from shared.store.event_store import ConcurrencyConflict, EventStore, StreamAppend, TopicNames
-from shared.store.migrations import upgrade
 from shared.store.schema import chain_head, events, outbox
 from tests.unit import lifecycle_builders as b
 
-PLEDGE_MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "pledge" / "migrations"
 TOPICS = TopicNames(batch="test.batch-events", reference="test.reference-events")
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database.connect(database_url)
-    await upgrade(db, PLEDGE_MIGRATIONS)
-    yield db
-    await db.dispose()
 
 
 @pytest.fixture

@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from shared.messaging.positions import advance_position, load_positions, save_position
 from shared.store.database import Database
-from shared.store.migrations import upgrade
-
-PLEDGE_MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "pledge" / "migrations"
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database.connect(database_url)
-    await upgrade(db, PLEDGE_MIGRATIONS)
-    yield db
-    await db.dispose()
 
 
 async def stored(database: Database) -> dict[tuple[str, int], int]:

@@ -13,9 +13,7 @@ import sqlalchemy as sa
 from shared.store.database import Database
 from shared.store.migrations import upgrade
 from shared.store.schema import chain_head
-from tests.fixtures.databases import sqlite_url
-
-PLEDGE_MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "pledge" / "migrations"
+from tests.fixtures.databases import PLEDGE_MIGRATIONS, sqlite_url
 
 
 async def _migrated(url: str) -> Database:
