@@ -13,11 +13,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 from fastapi import FastAPI
 
+from shared.devstack.processes import Stack, StackConfig
 from shared.settings import Settings
 from shared.web.auth import Role, mint_token
 from shared.web.runtime import ServiceRuntime
@@ -113,3 +115,24 @@ async def _consumers_assigned(handle: ServiceHandle) -> bool:
     if not runtime.kafka_started:
         return False
     return all(c.consumer is not None and c.consumer.assignment() for c in runtime.consumers)
+
+
+@asynccontextmanager
+async def warehouse_process(
+    kafka_bootstrap: str, topic_prefix: str, run_dir: Path, database_url: str
+) -> AsyncIterator[tuple[Stack, Settings]]:
+    """The warehouse as a real subprocess, for tests that park events or kill it; with settings whose JWT secret
+    matches the stack's, so tests can mint tokens it accepts."""
+    config = StackConfig(
+        run_dir=run_dir,
+        topic_prefix=topic_prefix,
+        kafka_bootstrap=kafka_bootstrap,
+        database_urls={"warehouse": database_url},
+    )
+    stack = Stack(config, services=("warehouse",))
+    settings = Settings(topic_prefix=topic_prefix, kafka_bootstrap=kafka_bootstrap, jwt_secret=config.jwt_secret)
+    try:
+        await stack.start()
+        yield stack, settings
+    finally:
+        stack.stop()

@@ -17,13 +17,13 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from shared.devstack.processes import Stack, StackConfig
+from shared.devstack.processes import Stack
 from shared.events import batch_events as ev
 from shared.events.envelope import Envelope, encode_data, to_headers
 from shared.events.registry import payload_data
 from shared.settings import Settings
 from shared.web.auth import Role, mint_token
-from tests.harness import wait_until
+from tests.harness import wait_until, warehouse_process
 from tests.unit import lifecycle_builders as b
 
 DEADLINE_SECONDS = 120.0
@@ -113,19 +113,8 @@ class Topic:
 async def warehouse(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, database_url: str
 ) -> AsyncIterator[tuple[Stack, Settings]]:
-    config = StackConfig(
-        run_dir=tmp_path,
-        topic_prefix=topic_prefix,
-        kafka_bootstrap=kafka_bootstrap,
-        database_urls={"warehouse": database_url},
-    )
-    stack = Stack(config, services=("warehouse",))
-    settings = Settings(topic_prefix=topic_prefix, kafka_bootstrap=kafka_bootstrap, jwt_secret=config.jwt_secret)
-    try:
-        await stack.start()
-        yield stack, settings
-    finally:
-        stack.stop()
+    async with warehouse_process(kafka_bootstrap, topic_prefix, tmp_path, database_url) as running:
+        yield running
 
 
 async def produce_everything(topic: Topic, postgres: bool) -> Sent:

@@ -18,14 +18,14 @@ from aiokafka import AIOKafkaProducer
 from typer.testing import CliRunner
 
 from shared.cli.deadletter_commands import EXIT_ERROR, EXIT_OK, EXIT_STILL_PARKED, deadletter_app
-from shared.devstack.processes import Stack, StackConfig
+from shared.devstack.processes import Stack
 from shared.events import batch_events as ev
 from shared.events.envelope import Envelope, encode_data, to_headers
 from shared.events.registry import payload_data
 from shared.settings import Settings
 from shared.store.database import Database
 from shared.store.schema import dead_letter_actions
-from tests.harness import wait_until
+from tests.harness import wait_until, warehouse_process
 from tests.unit import lifecycle_builders as b
 
 DEADLINE_SECONDS = 90.0
@@ -59,19 +59,8 @@ class Tool:
 async def warehouse(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, database_url: str
 ) -> AsyncIterator[tuple[Stack, Settings]]:
-    config = StackConfig(
-        run_dir=tmp_path,
-        topic_prefix=topic_prefix,
-        kafka_bootstrap=kafka_bootstrap,
-        database_urls={"warehouse": database_url},
-    )
-    stack = Stack(config, services=("warehouse",))
-    settings = Settings(topic_prefix=topic_prefix, kafka_bootstrap=kafka_bootstrap, jwt_secret=config.jwt_secret)
-    try:
-        await stack.start()
-        yield stack, settings
-    finally:
-        stack.stop()
+    async with warehouse_process(kafka_bootstrap, topic_prefix, tmp_path, database_url) as running:
+        yield running
 
 
 def event(stream_id: str, payload: ev.Payload | None = None, **data_changes: Any) -> Envelope:
